@@ -152,15 +152,18 @@ def _check_input(x: torch.Tensor, name: str = "x") -> None:
         raise ValueError(
             f"{name}: the last dimension K={x.shape[-1]} must be a multiple of {BLOCK_SIZE}"
         )
-    if x.numel() > 0 and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or Inf")
 
 
 def _e2m1_code_magnitude(y_abs: torch.Tensor) -> torch.Tensor:
     """int64 codes 0..7 of |y| rounded half-to-even onto the E2M1 grid, saturating at 6."""
-    t = (y_abs * 4.0).clamp_(max=_T_MAX)
+    return _codes_from_t(y_abs * 4.0)
+
+
+def _codes_from_t(t: torch.Tensor) -> torch.Tensor:
+    """Codes from t = 4|y| (consumed in place)."""
+    t = t.clamp_(max=_T_MAX)
     idx = t.floor().add_(t.ceil()).long()
-    return torch.take(_code_table(y_abs.device), idx)
+    return torch.take(_code_table(t.device), idx)
 
 
 _TABLE_CACHE: dict[torch.device, torch.Tensor] = {}
@@ -194,8 +197,11 @@ def _candidate(
     s = _to_e4m3(s_hp)
     sf = s.float()
     inv = torch.where(sf != 0, 1.0 / (dec * sf), torch.zeros_like(sf))
-    y = a * inv.unsqueeze(-1)
-    return _e2m1_code_magnitude(y), s
+    # t = 4y in one multiply: scaling by 4 is exact, so a*(4*inv) == 4*(a*inv)
+    # bit for bit (barring overflow, which saturates either way, and underflow
+    # far below the first rounding step).
+    t = a * (inv * 4.0).unsqueeze(-1)
+    return _codes_from_t(t), s
 
 
 _LUT_CACHE: dict[torch.device, torch.Tensor] = {}
@@ -272,7 +278,7 @@ def quantize(
         else:
             am = am.reshape(())
         if not bool(torch.isfinite(am).all()) or bool((am < 0).any()):
-            raise ValueError("amax must be finite and non-negative")
+            raise ValueError(f"amax must be finite and non-negative, got {amax!r}")
     am = am.float()
     am_rows = am if am.dim() else am.reshape(1, 1).expand(R, 1)  # [R, 1]
 
@@ -283,6 +289,8 @@ def quantize(
     for r0 in range(0, R, step):
         r1 = min(R, r0 + step)
         codes, s, p4 = _quantize_rows(x2[r0:r1], am_rows[r0:r1], rule, c)
+        if codes is None:
+            raise ValueError("x contains NaN or Inf")
         data[r0:r1] = pack_codes(codes.reshape(r1 - r0, K))
         scales[r0:r1] = s
         if pick4 is not None:
@@ -302,15 +310,18 @@ def quantize(
 
 def _quantize_rows(
     x: torch.Tensor, am: torch.Tensor, rule: ScaleRule, c: RuleConstants
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """SPEC section 2 on rows ``x`` [r, K] with amax ``am`` [r, 1].
 
     Returns codes uint8 [r, nb, 16], scale bytes uint8 [r, nb] and, for 4/6
-    rules, the bool map-to-4 choice [r, nb].
+    rules, the bool map-to-4 choice [r, nb]; all None if x is not finite.
     """
     xf = x.reshape(x.shape[0], -1, BLOCK_SIZE).float()
     a = xf.abs()
     bmax = a.amax(-1)
+    # NaN and Inf propagate into the block maxima: checking those is cheap.
+    if bmax.numel() and not bool(torch.isfinite(bmax).all()):
+        return None, None, None
     zero = am == 0
     safe = torch.where(zero, torch.ones_like(am), am)
     enc = torch.tensor(c.MS, dtype=torch.float32, device=x.device) / safe

@@ -1,0 +1,89 @@
+"""Benchmark the 4/6 quantizer: ours vs the fouroversix 1.0.5 reference, side by side.
+
+CPU mode (default): quantizes a [rows, cols] bf16 tensor with every rule using
+`vllm_fouroversix.nvfp4.quantize` and the reference `quantize_to_fp4` in the
+same process, alternating, and reports median times, the speedup and whether
+the outputs are bit-identical (the reference with E2M1 saturation, SPEC §2).
+
+    .venv/bin/python tools/bench_quantize.py [--rows 4096 --cols 4096 --repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from make_reference_vectors import load_reference  # noqa: E402
+
+from vllm_fouroversix import nvfp4  # noqa: E402
+
+RULES = ("mse", "mae", "abs_max", "static_6", "static_4")
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_cpu(args: argparse.Namespace) -> str:
+    torch.manual_seed(0)
+    x = torch.randn(args.rows, args.cols).bfloat16()
+    with tempfile.TemporaryDirectory() as tmp:
+        ref, RSR = load_reference(Path(tmp))
+        raw = ref.fake_quantize_to_e2m1
+        ref.fake_quantize_to_e2m1 = lambda y, *, round_style=ref.RoundStyle.nearest: raw(
+            y, round_style=round_style
+        ).clamp(-6, 6)
+        lines = [
+            f"| rule | ours (ms) | reference (ms) | speedup | bit-exact |",
+            f"|---|---|---|---|---|",
+        ]
+        for rule in args.rules:
+            ours = lambda: nvfp4.quantize(x, rule)  # noqa: E731
+            theirs = lambda: ref.quantize_to_fp4(  # noqa: E731
+                x, scale_rule=RSR(rule), use_blackwell_scale_layout=False
+            )
+            a, b = ours(), theirs()  # warm-up, and the outputs to compare
+            exact = torch.equal(a.data, b[0]) and torch.equal(
+                a.scales.view(torch.uint8).reshape(-1), b[1].view(torch.uint8).reshape(-1)
+            )
+            t_ours, t_ref = [], []
+            for _ in range(args.repeats):  # interleaved so both see the same machine load
+                t_ours.append(_median_time(ours, 1))
+                t_ref.append(_median_time(theirs, 1))
+            mo, mr = statistics.median(t_ours), statistics.median(t_ref)
+            lines.append(f"| {rule} | {mo * 1e3:.0f} | {mr * 1e3:.0f} | {mr / mo:.2f}x | {'yes' if exact else 'NO'} |")
+            print(lines[-1], flush=True)
+    head = (
+        f"[{args.rows}, {args.cols}] bf16 on {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, median of {args.repeats}"
+    )
+    return head + "\n\n" + "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=4096)
+    ap.add_argument("--cols", type=int, default=4096)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES)
+    args = ap.parse_args()
+    print(bench_cpu(args))
+
+
+if __name__ == "__main__":
+    main()
