@@ -1,0 +1,286 @@
+"""``convert_checkpoint``: the public API behind ``fouroversix-convert``.
+
+Data path: ``source`` reads headers -> ``plan`` decides from the architecture
+-> (``calibrate`` for static activation scales) -> per unit, load the member
+weights, take the group amax, ``nvfp4.quantize`` each member -> ``writer``
+streams the tensors into shards inside a temporary directory that is renamed
+to OUTPUT only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+import torch
+
+from vllm_fouroversix import nvfp4
+from vllm_fouroversix.checkpoint import (
+    ACTIVATION_MODES,
+    INPUT_SCALE,
+    WEIGHT,
+    WEIGHT_SCALE,
+    WEIGHT_SCALE_2,
+    FourOverSixConfig,
+)
+from vllm_fouroversix.convert.errors import ConvertError
+from vllm_fouroversix.convert.plan import Plan, make_plan
+from vllm_fouroversix.convert.source import INDEX_NAME, WEIGHT_SUFFIXES, open_source
+from vllm_fouroversix.convert.summary import ConvertSummary
+from vllm_fouroversix.convert.writer import (
+    DEFAULT_MAX_SHARD_SIZE,
+    ShardedWriter,
+    atomic_output_dir,
+    check_output,
+    parse_size,
+)
+
+#: Static calibration defaults (documented in docs/converter.md).
+DEFAULT_CALIBRATION_SAMPLES = 16
+DEFAULT_CALIBRATION_SEQ_LEN = 256
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> the first CUDA GPU when there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConvertError(f"--device {device!r} is not a device (auto, cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConvertError(f"--device {device} asked for CUDA but no CUDA GPU is available")
+    return dev
+
+
+def _check_rule(flag: str, rule: str) -> nvfp4.ScaleRule:
+    try:
+        return nvfp4.ScaleRule(str(rule))
+    except ValueError:
+        names = ", ".join(r.value for r in nvfp4.ScaleRule)
+        raise ConvertError(f"{flag} {rule!r} is not a scale rule; expected one of: {names}") from None
+
+
+def _copy_side_files(src: Path, dst: Path) -> list[str]:
+    """Tokenizer, generation config, chat template, README...: every top-level file
+    that is not a weight file, an index or config.json (rewritten separately)."""
+    copied = []
+    for p in sorted(src.iterdir()):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        if p.name == "config.json" or p.name.endswith(".index.json") or p.name == INDEX_NAME:
+            continue
+        if p.suffix in WEIGHT_SUFFIXES:
+            continue
+        shutil.copy2(p, dst / p.name)
+        copied.append(p.name)
+    return copied
+
+
+def convert_checkpoint(
+    input: str | os.PathLike,  # noqa: A002 - the CLI's name for it
+    output: str | os.PathLike,
+    *,
+    weight_rule: str = "mse",
+    activation_rule: str = "mse",
+    activation_global_scale: str = "token",
+    ignore: Sequence[str] = (),
+    device: str | torch.device = "auto",
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+    force: bool = False,
+    dry_run: bool = False,
+    calibration_file: str | os.PathLike | None = None,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    calibration_seq_len: int = DEFAULT_CALIBRATION_SEQ_LEN,
+    verify: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> ConvertSummary:
+    """Convert a bf16/fp16/fp32 Hugging Face checkpoint to the 4/6 NVFP4 format of SPEC section 4.
+
+    ``input``: a local model directory or a model id in the local HF cache.
+    ``output``: the directory to create (refused if non-empty unless ``force``).
+    ``weight_rule``: scale rule for weights; ``activation_rule`` and
+    ``activation_global_scale`` ("token", "tensor", "static") are recorded for
+    serving; "static" also calibrates ``input_scale`` = amax / (M*S) of the
+    activation rule over ``calibration_file`` (``calibration_samples`` windows of
+    ``calibration_seq_len`` tokens). ``ignore``: module name patterns kept in high
+    precision besides ``lm_head`` (see ``groups.matches``). ``dry_run`` plans and
+    reports without writing. ``verify`` checks the result against SPEC before it
+    is moved into place. Raises :class:`ConvertError` for user errors.
+    """
+    t0 = time.perf_counter()
+    say = log or (lambda _msg: None)
+    wrule = _check_rule("--weight-rule", weight_rule)
+    arule = _check_rule("--activation-rule", activation_rule)
+    if activation_global_scale not in ACTIVATION_MODES:
+        raise ConvertError(
+            f"--activation-global-scale {activation_global_scale!r} is not one of: {', '.join(ACTIVATION_MODES)}"
+        )
+    static = activation_global_scale == "static"
+    if static:
+        if calibration_file is None:
+            raise ConvertError("--activation-global-scale static needs --calibration-file (a text file)")
+        if not Path(calibration_file).is_file():
+            raise ConvertError(f"--calibration-file {calibration_file} does not exist")
+        if calibration_samples < 1 or calibration_seq_len < 1:
+            raise ConvertError("--calibration-samples and --calibration-seq-len must be positive")
+    elif calibration_file is not None:
+        raise ConvertError("--calibration-file is only used with --activation-global-scale static")
+    dev = resolve_device(device)
+    shard_bytes = parse_size(max_shard_size)
+    out_path = Path(output).expanduser()
+
+    source = open_source(input)
+    warnings: list[str] = []
+    if dry_run:
+        if out_path.exists() and (out_path.is_file() or any(out_path.iterdir())) and not force:
+            warnings.append(f"OUTPUT {out_path} exists and is not empty; the real run needs --force")
+    else:
+        check_output(out_path, source.root, force=force)
+    plan = make_plan(source, ignore=tuple(ignore), static_inputs=static)
+    for w in plan.warnings:
+        say(f"warning: {w}")
+
+    qcfg = FourOverSixConfig(
+        weight_scale_rule=wrule,
+        activation_scale_rule=arule,
+        activation_global_scale=activation_global_scale,
+        modules_to_not_convert=list(plan.modules_to_not_convert),
+    )
+    from vllm_fouroversix.convert.writer import assign_shards, shard_names
+
+    summary = ConvertSummary(
+        input=source.root,
+        output=out_path.resolve(),
+        architecture=plan.architecture,
+        dry_run=dry_run,
+        weight_rule=str(wrule),
+        activation_rule=str(arule),
+        activation_global_scale=activation_global_scale,
+        quantized=list(plan.quantized),
+        kept=dict(plan.kept),
+        groups=len(plan.groups),
+        tensors_in=len(source.tensors),
+        tensors_out=len(plan.outputs),
+        bytes_before=source.total_bytes,
+        bytes_after=sum(o.nbytes for o in plan.outputs),
+        shards=shard_names(len(assign_shards(plan.outputs, shard_bytes))),
+        warnings=plan.warnings + warnings,
+    )
+    if dry_run:
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+    input_amax: dict[str, float] = {}
+    if static:
+        from vllm_fouroversix.convert.calibrate import calibrate_input_amax
+
+        input_amax = calibrate_input_amax(
+            plan,
+            Path(calibration_file),  # type: ignore[arg-type]
+            samples=calibration_samples,
+            seq_len=calibration_seq_len,
+            device=dev,
+            progress=progress,
+        )
+
+    with atomic_output_dir(out_path) as tmp:
+        writer = ShardedWriter(tmp, plan.outputs, shard_bytes)
+        try:
+            _write_tensors(plan, writer, summary, wrule, arule, input_amax, dev, progress)
+        finally:
+            writer.abort()
+        summary.shards = writer.close()
+        config = dict(source.config)
+        config["quantization_config"] = qcfg.to_dict()
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        summary.copied_files = _copy_side_files(source.root, tmp)
+        if verify:
+            from vllm_fouroversix.convert.verify import verify_checkpoint
+
+            summary.verify_problems = verify_checkpoint(tmp)
+            if summary.verify_problems:
+                raise ConvertError(
+                    f"the converted checkpoint fails verification ({len(summary.verify_problems)} "
+                    f"problems, first: {summary.verify_problems[0]}); nothing was written"
+                )
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _load(handles: dict[Path, object], stack: ExitStack, name: str, file: Path) -> torch.Tensor:
+    from safetensors import safe_open
+
+    h = handles.get(file)
+    if h is None:
+        h = handles[file] = stack.enter_context(safe_open(file, "pt", device="cpu"))
+    t = h.get_tensor(name)  # type: ignore[attr-defined]
+    if t.dtype.is_floating_point and t.numel() and not bool(torch.isfinite(t).all()):
+        raise ConvertError(f"tensor {name} in {file.name} contains NaN or Inf; refusing to convert it")
+    return t
+
+
+def _write_tensors(
+    plan: Plan,
+    writer: ShardedWriter,
+    summary: ConvertSummary,
+    wrule: nvfp4.ScaleRule,
+    arule: nvfp4.ScaleRule,
+    input_amax: dict[str, float],
+    dev: torch.device,
+    progress: bool,
+) -> None:
+    from tqdm.auto import tqdm
+
+    src = plan.source
+    ms_act = nvfp4.rule_constants(arule).MS
+    bar = tqdm(
+        total=src.total_bytes, unit="B", unit_scale=True, desc="converting", disable=not progress,
+        dynamic_ncols=True,
+    )
+    done_tensors = 0
+    with ExitStack() as stack, bar:
+        handles: dict[Path, object] = {}
+        for unit in plan.units:
+            if unit.kind == "copy":
+                info = src.tensors[unit.names[0]]
+                writer.write(info.name, _load(handles, stack, info.name, info.file))
+                bar.update(info.nbytes)
+                done_tensors += 1
+                bar.set_postfix(tensors=f"{done_tensors}/{len(src.tensors)}", refresh=False)
+                continue
+            lins = [plan.quantized[p] for p in unit.names]
+            ws = [_load(handles, stack, lin.weight.name, lin.weight.file) for lin in lins]
+            # One amax for the whole fused group (SPEC section 4): max|W| over its members.
+            amax = None
+            if len(ws) > 1:
+                amax = torch.stack([w.abs().max().float() for w in ws]).max().to(dev)
+            group_in = max((input_amax.get(p, 0.0) for p in unit.names), default=0.0)
+            for lin, w in zip(lins, ws):
+                wd = w.to(dev)
+                q = nvfp4.quantize(wd, wrule, amax=amax)
+                summary.weight_errors[lin.prefix] = nvfp4.weight_error(wd, q)
+                nz = q.scales.view(torch.uint8) != 0
+                summary.blocks_nonzero += int(nz.sum())
+                if q.mapped_to_4 is not None:
+                    summary.blocks_mapped_to_4 += int((q.mapped_to_4 & nz).sum())
+                writer.write(f"{lin.prefix}.{WEIGHT}", q.data.cpu())
+                writer.write(f"{lin.prefix}.{WEIGHT_SCALE}", q.scales.cpu())
+                writer.write(f"{lin.prefix}.{WEIGHT_SCALE_2}", q.global_scale.float().cpu().reshape(()))
+                if plan.static_inputs:
+                    # input_scale = amax / (M*S) of the activation rule; serving uses amax = input_scale*M*S.
+                    # Fused members share their input, so they share the group's largest amax.
+                    writer.write(
+                        f"{lin.prefix}.{INPUT_SCALE}",
+                        torch.tensor(group_in / ms_act, dtype=torch.float32),
+                    )
+                bar.update(lin.weight.nbytes)
+                done_tensors += 1
+                bar.set_postfix(tensors=f"{done_tensors}/{len(src.tensors)}", refresh=False)
+            del ws
