@@ -50,6 +50,7 @@ from typing import Tuple
 import cuda.bindings.driver as cuda
 
 import cutlass
+import cutlass.memory
 import cutlass.cute as cute
 import cutlass.pipeline as pipeline
 import cutlass.utils as utils
@@ -350,7 +351,7 @@ class BlockScaledGemm:
         tidx, _, _ = cute.arch.thread_idx()
 
         # ---- shared memory, barriers, TMEM allocator
-        storage = utils.SmemAllocator().allocate(self.storage)
+        storage = cutlass.memory.SmemAllocator().allocate(self.storage)
         ab_pipe = pipeline.PipelineTmaUmma.create(
             barrier_storage=storage.ab_full.data_ptr(),
             num_stages=self.num_ab_stage,
@@ -372,7 +373,7 @@ class BlockScaledGemm:
             cta_layout_vmnk=cluster_vmnk,
             defer_sync=True,
         )
-        tmem = utils.TmemAllocator(
+        tmem = cutlass.memory.TmemAllocator(
             storage.tmem_addr.ptr,
             barrier_for_retrieve=self.tmem_barrier,
             allocator_warp_id=self.epi_warps[0],

@@ -38,8 +38,8 @@ from __future__ import annotations
 import cuda.bindings.driver as cuda
 
 import cutlass
+import cutlass.memory
 import cutlass.cute as cute
-import cutlass.utils as utils
 
 from cutlass_kernels import layout
 from cutlass_kernels.quant_math import BLOCK, quantize_block, row_constants
@@ -187,7 +187,7 @@ class ActQuantizer:
                 for i in cutlass.range_constexpr(BLOCK):
                     part = cute.arch.fmax(part, cute.math.abs(mX[row, b * BLOCK + i].to(cutlass.Float32)))
             part = cute.arch.warp_reduction(part, cute.arch.fmax)
-            red = utils.SmemAllocator().allocate_tensor(cutlass.Float32, cute.make_layout(THREADS // 32))
+            red = cutlass.memory.SmemAllocator().allocate_tensor(cutlass.Float32, cute.make_layout(THREADS // 32))
             if cute.arch.lane_idx() == 0:
                 red[cute.arch.warp_idx()] = part
             cute.arch.sync_threads()
