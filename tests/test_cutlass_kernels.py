@@ -159,7 +159,9 @@ def test_golden_block():
 
 # --------------------------------------------------------------- compilation
 @pytest.fixture(scope="module")
-def dsl():
+def dsl(tmp_path_factory):
+    # --keep-ptx artifacts go to a temp dir (read at the DSL's import)
+    os.environ.setdefault("CUTE_DSL_DUMP_DIR", str(tmp_path_factory.mktemp("cute_dump")))
     pytest.importorskip("cutlass")
     pytest.importorskip("cutlass.cute")
     from cutlass_kernels import cache
