@@ -71,6 +71,9 @@ class Backend:
     """One way to run 4/6 NVFP4 linear layers. Subclasses override the hooks."""
 
     name: str = "base"
+    #: Whether ``linear`` honours ``input_amax`` in modes ``token``/``tensor``
+    #: (see ``linear``). The vLLM method passes one only to such backends.
+    accepts_amax_override: bool = False
 
     @classmethod
     def is_available(cls, device: torch.device) -> bool:
@@ -94,5 +97,13 @@ class Backend:
         Quantizes ``x`` per ``act`` (``input_amax``: the static amax for mode
         ``static``), multiplies by the weight with FP32 accumulation, applies
         the global scales and ``bias``.
+
+        For modes ``token`` and ``tensor``, ``input_amax`` may also be given:
+        float32 ``[M]`` (token, one per row of ``x`` flattened to [M, K]) or
+        ``[]`` (tensor). It then replaces the amax computed from ``x``: a
+        row-parallel layer under tensor parallelism sees K/tp columns and
+        passes the amax of the whole row, reduced across ranks (vLLM method),
+        so every rank quantizes as TP=1 would. Only backends that set
+        ``accepts_amax_override = True`` are given one.
         """
         raise NotImplementedError

@@ -14,6 +14,7 @@ from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWe
 
 class ReferenceBackend(Backend):
     name = "reference"
+    accepts_amax_override = True
 
     @classmethod
     def is_available(cls, device: torch.device) -> bool:
@@ -36,5 +37,7 @@ class ReferenceBackend(Backend):
             act_rule=act.rule,
             per_row=act.mode == "token",
             act_quant=act.mode != "none",
-            act_amax=input_amax if act.mode == "static" else None,
+            # static: the checkpoint's amax; token/tensor: an optional precomputed
+            # amax (e.g. reduced over tensor-parallel ranks) that replaces the local one.
+            act_amax=input_amax if act.mode != "none" else None,
         )
