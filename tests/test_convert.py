@@ -119,6 +119,15 @@ def test_bit_exact_against_nvfp4(models, tmp_path, name):
     assert s.bytes_after < s.bytes_before
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_fp16_fp32_inputs(tmp_path, dtype):
+    src = tiny_models.llama_tied(tmp_path / "m", dtype=dtype)
+    out = tmp_path / "out"
+    convert_checkpoint(src, out, **CPU)
+    check_against_nvfp4(src, out)
+    assert read_all(out)["model.norm.weight"].dtype == dtype
+
+
 def test_tied_embeddings_stay_tied(models, tmp_path):
     out = tmp_path / "out"
     convert_checkpoint(models["llama_tied"], out, **CPU)

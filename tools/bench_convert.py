@@ -150,7 +150,8 @@ def main() -> None:
             src = args.model_dir or smollm2_bf16_dir()
             label = f"{src.name}"
         size = sum(f.stat().st_size for f in src.glob("*.safetensors"))
-        if args.device != "cpu":  # first CUDA use costs seconds of context set-up: not conversion time
+        if args.device != "cpu" and torch.cuda.is_available():
+            # The first CUDA use costs seconds of context set-up: not conversion time.
             nvfp4.quantize(torch.randn(128, 128, device="cuda" if args.device == "auto" else args.device), "mse")
 
         times: dict[str, list[float]] = {"copy (safetensors)": [], "copy (transformers)": [], "convert": []}

@@ -13,8 +13,11 @@ import json
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,7 +32,7 @@ from vllm_fouroversix.checkpoint import (
     FourOverSixConfig,
 )
 from vllm_fouroversix.convert.errors import ConvertError
-from vllm_fouroversix.convert.plan import Plan, make_plan
+from vllm_fouroversix.convert.plan import Linear, Plan, make_plan
 from vllm_fouroversix.convert.source import INDEX_NAME, WEIGHT_SUFFIXES, open_source
 from vllm_fouroversix.convert.summary import ConvertSummary
 from vllm_fouroversix.convert.writer import (
@@ -226,6 +229,54 @@ def _load(handles: dict[Path, object], stack: ExitStack, name: str, file: Path) 
     return t
 
 
+@dataclass
+class _Done:
+    """A unit's output tensors (in plan order) and its statistics."""
+
+    tensors: list[tuple[str, torch.Tensor]]
+    in_bytes: int
+    in_tensors: int
+    errors: dict[str, float]
+    blocks_nonzero: int = 0
+    blocks_mapped_to_4: int = 0
+
+
+def _quantize_unit(
+    lins: list[Linear],
+    ws: list[torch.Tensor],
+    wrule: nvfp4.ScaleRule,
+    dev: torch.device,
+    input_scale: float | None,
+) -> _Done:
+    """Quantize one fused group (or one linear) with its shared amax; runs in a worker."""
+    done = _Done([], sum(lin.weight.nbytes for lin in lins), len(lins), {})
+    # One amax for the whole fused group (SPEC section 4): max|W| over its members.
+    amax = None
+    if len(ws) > 1:
+        amax = torch.stack([w.abs().max().float() for w in ws]).max().to(dev)
+    for lin, w in zip(lins, ws):
+        wd = w.to(dev)
+        q = nvfp4.quantize(wd, wrule, amax=amax)
+        done.errors[lin.prefix] = nvfp4.weight_error(wd, q)
+        nz = q.scales.view(torch.uint8) != 0
+        done.blocks_nonzero += int(nz.sum())
+        if q.mapped_to_4 is not None:
+            done.blocks_mapped_to_4 += int((q.mapped_to_4 & nz).sum())
+        done.tensors += [
+            (f"{lin.prefix}.{WEIGHT}", q.data.cpu()),
+            (f"{lin.prefix}.{WEIGHT_SCALE}", q.scales.cpu()),
+            (f"{lin.prefix}.{WEIGHT_SCALE_2}", q.global_scale.float().cpu().reshape(())),
+        ]
+        if input_scale is not None:
+            done.tensors.append((f"{lin.prefix}.{INPUT_SCALE}", torch.tensor(input_scale, dtype=torch.float32)))
+    return done
+
+
+def _cpu_workers() -> int:
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(n, 16))
+
+
 def _write_tensors(
     plan: Plan,
     writer: ShardedWriter,
@@ -236,51 +287,64 @@ def _write_tensors(
     dev: torch.device,
     progress: bool,
 ) -> None:
+    """Load in plan order, quantize in workers, write in plan order.
+
+    On CPU, units are quantized by a pool of one-thread workers (one per core):
+    nvfp4's many small elementwise ops scale badly with intra-op threads (several
+    times slower on a busy 2-core machine than one thread). At most 2 units per
+    worker are in flight, which bounds memory. On a GPU one worker suffices.
+    """
     from tqdm.auto import tqdm
 
     src = plan.source
     ms_act = nvfp4.rule_constants(arule).MS
+    workers = _cpu_workers() if dev.type == "cpu" else 1
+    window = 2 * workers
     bar = tqdm(
         total=src.total_bytes, unit="B", unit_scale=True, desc="converting", disable=not progress,
         dynamic_ncols=True,
     )
     done_tensors = 0
-    with ExitStack() as stack, bar:
-        handles: dict[Path, object] = {}
-        for unit in plan.units:
-            if unit.kind == "copy":
-                info = src.tensors[unit.names[0]]
-                writer.write(info.name, _load(handles, stack, info.name, info.file))
-                bar.update(info.nbytes)
-                done_tensors += 1
-                bar.set_postfix(tensors=f"{done_tensors}/{len(src.tensors)}", refresh=False)
-                continue
-            lins = [plan.quantized[p] for p in unit.names]
-            ws = [_load(handles, stack, lin.weight.name, lin.weight.file) for lin in lins]
-            # One amax for the whole fused group (SPEC section 4): max|W| over its members.
-            amax = None
-            if len(ws) > 1:
-                amax = torch.stack([w.abs().max().float() for w in ws]).max().to(dev)
-            group_in = max((input_amax.get(p, 0.0) for p in unit.names), default=0.0)
-            for lin, w in zip(lins, ws):
-                wd = w.to(dev)
-                q = nvfp4.quantize(wd, wrule, amax=amax)
-                summary.weight_errors[lin.prefix] = nvfp4.weight_error(wd, q)
-                nz = q.scales.view(torch.uint8) != 0
-                summary.blocks_nonzero += int(nz.sum())
-                if q.mapped_to_4 is not None:
-                    summary.blocks_mapped_to_4 += int((q.mapped_to_4 & nz).sum())
-                writer.write(f"{lin.prefix}.{WEIGHT}", q.data.cpu())
-                writer.write(f"{lin.prefix}.{WEIGHT_SCALE}", q.scales.cpu())
-                writer.write(f"{lin.prefix}.{WEIGHT_SCALE_2}", q.global_scale.float().cpu().reshape(()))
-                if plan.static_inputs:
+    threads = torch.get_num_threads()
+    pending: deque[Future[_Done] | _Done] = deque()
+
+    def flush_one() -> None:
+        nonlocal done_tensors
+        item = pending.popleft()
+        done = item.result() if isinstance(item, Future) else item
+        for name, t in done.tensors:
+            writer.write(name, t)
+        summary.weight_errors.update(done.errors)
+        summary.blocks_nonzero += done.blocks_nonzero
+        summary.blocks_mapped_to_4 += done.blocks_mapped_to_4
+        done_tensors += done.in_tensors
+        bar.update(done.in_bytes)
+        bar.set_postfix(tensors=f"{done_tensors}/{len(src.tensors)}", refresh=False)
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fouroversix-convert")
+    try:
+        if dev.type == "cpu":
+            torch.set_num_threads(1)
+        with ExitStack() as stack, bar:
+            handles: dict[Path, object] = {}
+            for unit in plan.units:
+                if unit.kind == "copy":
+                    info = src.tensors[unit.names[0]]
+                    t = _load(handles, stack, info.name, info.file)
+                    pending.append(_Done([(info.name, t)], info.nbytes, 1, {}))
+                else:
+                    lins = [plan.quantized[p] for p in unit.names]
+                    ws = [_load(handles, stack, lin.weight.name, lin.weight.file) for lin in lins]
                     # input_scale = amax / (M*S) of the activation rule; serving uses amax = input_scale*M*S.
                     # Fused members share their input, so they share the group's largest amax.
-                    writer.write(
-                        f"{lin.prefix}.{INPUT_SCALE}",
-                        torch.tensor(group_in / ms_act, dtype=torch.float32),
-                    )
-                bar.update(lin.weight.nbytes)
-                done_tensors += 1
-                bar.set_postfix(tensors=f"{done_tensors}/{len(src.tensors)}", refresh=False)
-            del ws
+                    ins = None
+                    if plan.static_inputs:
+                        ins = max(input_amax.get(p, 0.0) for p in unit.names) / ms_act
+                    pending.append(pool.submit(_quantize_unit, lins, ws, wrule, dev, ins))
+                while len(pending) > window:
+                    flush_one()
+            while pending:
+                flush_one()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)
