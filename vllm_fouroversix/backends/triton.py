@@ -1,0 +1,84 @@
+"""The Hopper/Ampere backend: Triton kernels, weights kept packed FP4 in memory.
+
+``linear`` runs the 4/6 activation quantizer (for W4A4 modes) and the NVFP4
+weight GEMM of :mod:`vllm_fouroversix.kernels`; see docs/hopper.md. Results
+equal ``nvfp4.reference_linear`` up to the order of FP32 additions. No vLLM
+imports.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWeight
+
+
+class TritonBackend(Backend):
+    name = "triton"
+
+    @classmethod
+    def is_available(cls, device: torch.device) -> bool:
+        device = torch.device(device)
+        if device.type != "cuda" or not torch.cuda.is_available():
+            return False
+        if importlib.util.find_spec("triton") is None:
+            return False
+        major, _ = torch.cuda.get_device_capability(device)
+        return major in (8, 9)
+
+    def prepare_weight(self, w: QuantizedWeight) -> QuantizedWeight:
+        """Keep the SPEC layout (row-major codes and scales); undo a swizzle if one was applied.
+
+        The kernels read ``data`` [N, K/2] and ``scales`` [N, K/16] row-major:
+        each program reads whole 16-byte runs of a row, which is already
+        coalesced, so no re-layout is stored.
+        """
+        if w.scales_swizzled:
+            from vllm_fouroversix.nvfp4 import unswizzle_scales
+
+            w.scales = unswizzle_scales(w.scales, w.n, w.k // 16)
+            w.scales_swizzled = False
+        w.data = w.data.contiguous()
+        w.scales = w.scales.contiguous()
+        w.global_scale = w.global_scale.float()
+        return w
+
+    def linear(
+        self,
+        x: torch.Tensor,
+        w: QuantizedWeight,
+        bias: torch.Tensor | None,
+        act: ActivationQuant,
+        input_amax: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        from vllm_fouroversix.kernels.triton_gemm import fp4_gemm
+        from vllm_fouroversix.kernels.triton_quantize import quantize_triton
+
+        if act.mode == "static" and input_amax is None:
+            raise ValueError("activation mode 'static' needs input_amax (the checkpoint's input_scale)")
+        K = x.shape[-1]
+        if K != w.k:
+            raise ValueError(f"x has K={K} but the weight has K={w.k}")
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, K)
+        scales = w.scales
+        if w.scales_swizzled:  # prepare_weight was skipped
+            from vllm_fouroversix.nvfp4 import unswizzle_scales
+
+            scales = unswizzle_scales(scales, w.n, w.k // 16)
+        if act.mode == "none":
+            out = fp4_gemm(x2, w.data, scales, w.global_scale, bias=bias)
+        else:
+            q = quantize_triton(
+                x2,
+                act.rule,
+                per_row=act.mode == "token",
+                amax=input_amax if act.mode == "static" else None,
+                write_packed=False,
+                dequant_dtype=torch.bfloat16,
+            )
+            out = fp4_gemm(q.dequant, w.data, scales, w.global_scale, ga=q.global_scale, bias=bias,
+                           out_dtype=x.dtype)
+        return out.reshape(*lead, w.n)

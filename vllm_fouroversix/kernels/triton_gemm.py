@@ -1,0 +1,484 @@
+"""NVFP4-weight GEMMs in Triton for GPUs without FP4 tensor cores (Hopper, Ampere).
+
+``out[m, n] = sum_k A[m, k] * (q[n, k] * s[n, k // 16]) * ga[m] * gw[n] + bias[n]``
+
+The weight stays packed (uint8 [N, K/2], two E2M1 codes a byte, and E4M3 block
+scales [N, K/16], both SPEC row-major) and is decoded in registers inside the
+GEMM: an E2M1 code times an E4M3 scale has at most 6 significant bits, so the
+decoded weight is exact in bf16 (and fp16), and the bf16 tensor-core product
+with FP32 accumulation differs from ``nvfp4.reference_linear`` only in the
+order of the FP32 additions. Global scales and bias are applied in FP32 in the
+epilogue, in the reference's order: ``(acc * (ga * gw)) + bias``.
+
+``A`` is bf16/fp16: the raw activations for W4A16, or the 4/6-quantized and
+decoded activations (``q * s``, exact in bf16, from
+:func:`vllm_fouroversix.kernels.triton_quantize.quantize_triton`) with their
+per-row global scales ``ga`` for W4A4.
+
+Paths, chosen by M (:func:`select_config`):
+- ``gemv`` (M <= 4): CUDA-core kernel; block partial sums are scaled per 16
+  elements; split over K for parallelism.
+- ``small`` (M <= 64): tensor-core tiles with BM = 16..64 and split-K.
+- ``large``: 2-D tiled tensor-core GEMM (prefill).
+Split-K partials are reduced by the last program of each tile in a fixed
+order (deterministic, one launch).
+
+On the GPU the E2M1 decode is 2.75 integer/bf16x2 instructions per weight
+(inline PTX); under ``TRITON_INTERPRET=1`` (CPU) the same values come from
+plain arithmetic. No vLLM imports.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["GemmConfig", "select_config", "fp4_gemm", "dequantize_weight", "INTERPRET"]
+
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+# E2M1 code -> bf16 bits via PTX. In: 4 packed bytes (8 codes). Out: the low
+# nibbles' values (2 regs of bf16x2) and the high nibbles' values (2 regs).
+# Each code c is placed as sign -> bit 15, magnitude bits -> bits 6..8 of a
+# bf16, which is then exactly value * 2^-126 (the e = 0 codes land in the
+# subnormals); one bf16x2 fma by 2^126 (0x7E80) makes it exact.
+_DECODE_ASM = tl.constexpr("""
+{
+.reg .b32 t0, t1, a, b, c126, nz;
+mov.b32 c126, 0x7E807E80;
+mov.b32 nz, 0x80008000;
+prmt.b32 t0, $4, 0, 0x4140;
+prmt.b32 t1, $4, 0, 0x4342;
+shl.b32 a, t0, 6;
+shl.b32 b, t0, 12;
+lop3.b32 a, a, b, 0x01C001C0, 0xE4;
+and.b32 a, a, 0x81C081C0;
+fma.rn.bf16x2 $0, a, c126, nz;
+shl.b32 a, t1, 6;
+shl.b32 b, t1, 12;
+lop3.b32 a, a, b, 0x01C001C0, 0xE4;
+and.b32 a, a, 0x81C081C0;
+fma.rn.bf16x2 $1, a, c126, nz;
+shl.b32 a, t0, 2;
+shl.b32 b, t0, 8;
+lop3.b32 a, a, b, 0x01C001C0, 0xE4;
+and.b32 a, a, 0x81C081C0;
+fma.rn.bf16x2 $2, a, c126, nz;
+shl.b32 a, t1, 2;
+shl.b32 b, t1, 8;
+lop3.b32 a, a, b, 0x01C001C0, 0xE4;
+and.b32 a, a, 0x81C081C0;
+fma.rn.bf16x2 $3, a, c126, nz;
+}
+""")
+
+
+@triton.jit
+def _e2m1_arith(c, DT: tl.constexpr):
+    """Codes (int32, 0..15) -> exact E2M1 values in DT (portable path)."""
+    mag = c & 7
+    cf = mag.to(tl.float32)
+    v = tl.where(mag < 4, cf * 0.5, tl.where(mag < 6, cf - 2.0, cf * 2.0 - 8.0))
+    v = tl.where((c & 8) != 0, -v, v)
+    return v.to(DT)
+
+
+@triton.jit
+def _e4m3_to_f32(b):
+    """E4M3 bytes (as int32 0..255, no NaN 0x7F/0xFF expected) -> fp32."""
+    e = (b >> 3) & 15
+    m = b & 7
+    normal = (((e + 120) << 23) | (m << 20)).to(tl.float32, bitcast=True)
+    v = tl.where(e == 0, m.to(tl.float32) * 0.001953125, normal)
+    return tl.where((b & 128) != 0, -v, v)
+
+
+@triton.jit
+def _decode_codes(wp, DT: tl.constexpr, USE_ASM: tl.constexpr):
+    """Packed bytes [R, C] -> (values of low nibbles, of high nibbles) [R, C] in DT (no scale)."""
+    if USE_ASM:
+        lo, hi = tl.inline_asm_elementwise(
+            _DECODE_ASM, "=r,=r,=r,=r,r", [wp], dtype=(tl.bfloat16, tl.bfloat16), is_pure=True, pack=4
+        )
+        lo = lo.to(DT)
+        hi = hi.to(DT)
+    else:
+        p = wp.to(tl.int32)
+        lo = _e2m1_arith(p & 15, DT)
+        hi = _e2m1_arith((p >> 4) & 15, DT)
+    return lo, hi
+
+
+@triton.jit
+def _decode_tile(wp, sb, BN: tl.constexpr, BK: tl.constexpr, DT: tl.constexpr, USE_ASM: tl.constexpr):
+    """Packed [BN, BK/2] uint8 + scale bytes [BN, BK/16] -> decoded q * s [BN, BK] in DT."""
+    if USE_ASM:
+        lo, hi = _decode_codes(wp, DT, USE_ASM)
+        q = tl.reshape(tl.join(lo, hi), (BN, BK // 16, 16))
+        s = _e4m3_to_f32(sb.to(tl.int32)).to(DT)
+        w = q * s[:, :, None]  # exact in bf16: no rounding, so the multiply's precision is moot
+    else:
+        # Portable path (the interpreter has no bf16 arithmetic): fp32 product, exact, then cast.
+        lo, hi = _decode_codes(wp, tl.float32, USE_ASM)
+        q = tl.reshape(tl.join(lo, hi), (BN, BK // 16, 16))
+        s = _e4m3_to_f32(sb.to(tl.int32))
+        w = (q * s[:, :, None]).to(DT)
+    return tl.reshape(w, (BN, BK))
+
+
+@triton.jit
+def _epilogue_store(
+    acc, offs_m, offs_n, M, N, gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga,
+    GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr,
+):
+    """acc [BM, BN] fp32 -> (acc * (ga * gw)) + bias -> out dtype."""
+    mm = offs_m < M
+    nm = offs_n < N
+    if GW_VEC:
+        gw = tl.load(gw_ptr + offs_n, mask=nm, other=0.0)[None, :]
+    else:
+        gw = tl.load(gw_ptr)
+    if HAS_GA:
+        ga = tl.load(ga_ptr + offs_m * stride_ga, mask=mm, other=0.0)[:, None]
+        out = acc * (ga * gw)
+    else:
+        out = acc * gw
+    if HAS_BIAS:
+        out = out + tl.load(bias_ptr + offs_n, mask=nm, other=0.0).to(tl.float32)[None, :]
+    ptrs = out_ptr + offs_m[:, None].to(tl.int64) * stride_om + offs_n[None, :]
+    tl.store(ptrs, out.to(out_ptr.dtype.element_ty), mask=mm[:, None] & nm[None, :])
+
+
+@triton.jit
+def _split_k_fixup(
+    acc, pid_k, tile_id, part_ptr, lock_ptr, offs_m, offs_n, M, N,
+    gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga,
+    SPLIT_K: tl.constexpr, GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr,
+):
+    """Store this split's partial; the last program of the tile sums all in order 0..SPLIT_K-1."""
+    mm = offs_m < M
+    nm = offs_n < N
+    mask = mm[:, None] & nm[None, :]
+    poffs = offs_m[:, None].to(tl.int64) * N + offs_n[None, :]
+    MN = M.to(tl.int64) * N
+    tl.store(part_ptr + pid_k * MN + poffs, acc, mask=mask)
+    tl.debug_barrier()
+    cnt = tl.atomic_add(lock_ptr + tile_id, 1, sem="acq_rel")
+    if cnt == SPLIT_K - 1:
+        total = tl.load(part_ptr + poffs, mask=mask, other=0.0, cache_modifier=".cg")
+        for k in range(1, SPLIT_K):
+            total += tl.load(part_ptr + k * MN + poffs, mask=mask, other=0.0, cache_modifier=".cg")
+        tl.atomic_xchg(lock_ptr + tile_id, 0)  # ready for the next launch
+        _epilogue_store(total, offs_m, offs_n, M, N, gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om,
+                        stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
+
+
+@triton.jit
+def _fp4_gemm_kernel(
+    a_ptr, w_ptr, ws_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, part_ptr, lock_ptr,
+    M, N, K, stride_am, stride_om, stride_ga,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr,
+    GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, DT: tl.constexpr, USE_ASM: tl.constexpr,
+    GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    num_pid_m = tl.cdiv(M, BM)
+    num_pid_n = tl.cdiv(N, BN)
+    group = GROUP_M * num_pid_n
+    first_m = (pid // group) * GROUP_M
+    gsize = tl.minimum(num_pid_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % group) % gsize
+    pid_n = (pid % group) // gsize
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    offs_n = pid_n * BN + tl.arange(0, BN)
+    mm = offs_m < M
+    nm = offs_n < N
+    k_tiles = tl.cdiv(K, BK)
+    per = tl.cdiv(k_tiles, SPLIT_K)
+    kt0 = pid_k * per
+    kt1 = tl.minimum(kt0 + per, k_tiles)
+    a_rows = a_ptr + offs_m[:, None].to(tl.int64) * stride_am
+    w_rows = w_ptr + offs_n[:, None].to(tl.int64) * (K // 2)
+    s_rows = ws_ptr + offs_n[:, None].to(tl.int64) * (K // 16)
+    ka = tl.arange(0, BK)
+    kw = tl.arange(0, BK // 2)
+    ks = tl.arange(0, BK // 16)
+    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    for kt in range(kt0, kt1):
+        k0 = kt * BK
+        if EVEN_K:
+            a = tl.load(a_rows + (k0 + ka)[None, :], mask=mm[:, None], other=0.0)
+            wp = tl.load(w_rows + (k0 // 2 + kw)[None, :], mask=nm[:, None], other=0)
+            sb = tl.load(s_rows + (k0 // 16 + ks)[None, :], mask=nm[:, None], other=0)
+        else:
+            a = tl.load(a_rows + (k0 + ka)[None, :], mask=mm[:, None] & ((k0 + ka) < K)[None, :], other=0.0)
+            wp = tl.load(w_rows + (k0 // 2 + kw)[None, :], mask=nm[:, None] & ((k0 // 2 + kw) < K // 2)[None, :], other=0)
+            sb = tl.load(s_rows + (k0 // 16 + ks)[None, :], mask=nm[:, None] & ((k0 // 16 + ks) < K // 16)[None, :], other=0)
+        w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM)
+        if IEEE:
+            acc = tl.dot(a.to(DT), tl.trans(w), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(a.to(DT), tl.trans(w), acc)
+    if SPLIT_K == 1:
+        _epilogue_store(acc, offs_m, offs_n, M, N, gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om,
+                        stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
+    else:
+        _split_k_fixup(acc, pid_k, pid_m * num_pid_n + pid_n, part_ptr, lock_ptr, offs_m, offs_n, M, N,
+                       gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga,
+                       SPLIT_K, GW_VEC, HAS_GA, HAS_BIAS)
+
+
+@triton.jit
+def _fp4_gemv_kernel(
+    a_ptr, w_ptr, ws_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, part_ptr, lock_ptr,
+    M, N, K, stride_am, stride_om, stride_ga,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr,
+    EVEN_K: tl.constexpr, USE_ASM: tl.constexpr,
+    GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr,
+):
+    """CUDA-core path for tiny M: per 16-block sums of q * a in fp32, times the block scale."""
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    pid_m = tl.program_id(2)
+    offs_n = pid_n * BN + tl.arange(0, BN)
+    nm = offs_n < N
+    k_tiles = tl.cdiv(K, BK)
+    per = tl.cdiv(k_tiles, SPLIT_K)
+    kt0 = pid_k * per
+    kt1 = tl.minimum(kt0 + per, k_tiles)
+    w_rows = w_ptr + offs_n[:, None].to(tl.int64) * (K // 2)
+    s_rows = ws_ptr + offs_n[:, None].to(tl.int64) * (K // 16)
+    kw = tl.arange(0, BK // 2)
+    ks = tl.arange(0, BK // 16)
+    ka = tl.arange(0, BK)
+    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    for kt in range(kt0, kt1):
+        k0 = kt * BK
+        if EVEN_K:
+            wp = tl.load(w_rows + (k0 // 2 + kw)[None, :], mask=nm[:, None], other=0)
+            sb = tl.load(s_rows + (k0 // 16 + ks)[None, :], mask=nm[:, None], other=0)
+        else:
+            wp = tl.load(w_rows + (k0 // 2 + kw)[None, :], mask=nm[:, None] & ((k0 // 2 + kw) < K // 2)[None, :], other=0)
+            sb = tl.load(s_rows + (k0 // 16 + ks)[None, :], mask=nm[:, None] & ((k0 // 16 + ks) < K // 16)[None, :], other=0)
+        lo, hi = _decode_codes(wp, tl.bfloat16, USE_ASM)
+        q = tl.reshape(tl.join(lo, hi), (BN, BK // 16, 16)).to(tl.float32)
+        s = _e4m3_to_f32(sb.to(tl.int32))
+        for i in tl.static_range(BM):
+            m = pid_m * BM + i
+            if EVEN_K:
+                a = tl.load(a_ptr + m.to(tl.int64) * stride_am + k0 + ka, mask=(ka * 0 + m) < M, other=0.0)
+            else:
+                a = tl.load(a_ptr + m.to(tl.int64) * stride_am + k0 + ka, mask=((ka * 0 + m) < M) & ((k0 + ka) < K), other=0.0)
+            a3 = tl.reshape(a.to(tl.float32), (BK // 16, 16))[None, :, :]
+            part = tl.sum(tl.sum(q * a3, axis=2) * s, axis=1)  # [BN]
+            acc += tl.where((tl.arange(0, BM) == i)[:, None], part[None, :], 0.0)
+    if SPLIT_K == 1:
+        _epilogue_store(acc, offs_m, offs_n, M, N, gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om,
+                        stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
+    else:
+        num_pid_n = tl.cdiv(N, BN)
+        _split_k_fixup(acc, pid_k, pid_m * num_pid_n + pid_n, part_ptr, lock_ptr, offs_m, offs_n, M, N,
+                       gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga,
+                       SPLIT_K, GW_VEC, HAS_GA, HAS_BIAS)
+
+
+@triton.jit
+def _dequant_kernel(w_ptr, ws_ptr, out_ptr, N, K, BN: tl.constexpr, BK: tl.constexpr,
+                    DT: tl.constexpr, USE_ASM: tl.constexpr):
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    offs_n = pid_n * BN + tl.arange(0, BN)
+    nm = offs_n[:, None] < N
+    k0 = pid_k * BK
+    kw = k0 // 2 + tl.arange(0, BK // 2)
+    ks = k0 // 16 + tl.arange(0, BK // 16)
+    ka = k0 + tl.arange(0, BK)
+    wp = tl.load(w_ptr + offs_n[:, None].to(tl.int64) * (K // 2) + kw[None, :], mask=nm & (kw < K // 2)[None, :], other=0)
+    sb = tl.load(ws_ptr + offs_n[:, None].to(tl.int64) * (K // 16) + ks[None, :], mask=nm & (ks < K // 16)[None, :], other=0)
+    w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM)
+    tl.store(out_ptr + offs_n[:, None].to(tl.int64) * K + ka[None, :], w, mask=nm & (ka < K)[None, :])
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """One launch configuration. ``kind``: 'gemv', 'tc' (tensor cores) or 'dq' (dequantize + torch.matmul)."""
+
+    kind: str = "tc"
+    BM: int = 16
+    BN: int = 64
+    BK: int = 128
+    split_k: int = 1
+    group_m: int = 8
+    num_warps: int = 4
+    num_stages: int = 3
+
+    def short(self) -> str:
+        if self.kind == "dq":
+            return "dq+matmul"
+        return f"{self.kind} {self.BM}x{self.BN}x{self.BK} s{self.split_k} w{self.num_warps} st{self.num_stages}"
+
+
+_NUM_SMS: dict[int, int] = {}
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 132
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    if idx not in _NUM_SMS:
+        _NUM_SMS[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
+    return _NUM_SMS[idx]
+
+
+def _split_for(tiles: int, k_tiles: int, sms: int, max_split: int = 8) -> int:
+    """Smallest power-of-2 split that gives >= ~1.5 waves, keeping >= 2 K tiles a split."""
+    split = 1
+    while tiles * split < 1.5 * sms and split * 2 <= max_split and k_tiles // (split * 2) >= 2:
+        split *= 2
+    return split
+
+
+def select_config(M: int, N: int, K: int, device: torch.device | None = None) -> GemmConfig:
+    """The path and tile shape for an M x N x K product (tuned on an H100, see benchmarks/hopper.md)."""
+    sms = _num_sms(device) if device is not None else 132
+    if M <= 4:
+        BN, BK = 16, 256
+        cfg = GemmConfig(kind="gemv", BM=1 if M == 1 else triton.next_power_of_2(M), BN=BN, BK=BK,
+                         num_warps=4, num_stages=4)
+    elif M <= 64:
+        BM = 16 if M <= 16 else (32 if M <= 32 else 64)
+        cfg = GemmConfig(kind="tc", BM=BM, BN=64, BK=128, num_warps=4, num_stages=4)
+    else:
+        BM = 64 if M <= 128 else 128
+        cfg = GemmConfig(kind="tc", BM=BM, BN=128, BK=64, num_warps=8 if BM == 128 else 4, num_stages=4)
+    return _with_split(cfg, M, N, K, sms)
+
+
+def _with_split(cfg: GemmConfig, M: int, N: int, K: int, sms: int) -> GemmConfig:
+    if cfg.kind == "dq" or cfg.split_k != 1:
+        return cfg
+    tiles = triton.cdiv(N, cfg.BN) * (triton.cdiv(M, cfg.BM) if cfg.kind == "tc" else triton.cdiv(M, cfg.BM))
+    return replace(cfg, split_k=_split_for(tiles, triton.cdiv(K, cfg.BK), sms))
+
+
+_LOCKS: dict[tuple, torch.Tensor] = {}
+_LOCK_SIZE = 1 << 16
+
+
+def _locks(device: torch.device) -> torch.Tensor:
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    key = (str(device), stream)
+    t = _LOCKS.get(key)
+    if t is None:
+        t = torch.zeros(_LOCK_SIZE, dtype=torch.int32, device=device)
+        _LOCKS[key] = t
+    return t
+
+
+def _use_asm(device: torch.device) -> bool:
+    return device.type == "cuda" and not INTERPRET
+
+
+def dequantize_weight(data: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """Packed [N, K/2] + scales [N, K/16] -> q * s [N, K] in ``dtype`` (no global scale)."""
+    N, K = data.shape[0], data.shape[1] * 2
+    out = torch.empty((N, K), dtype=dtype, device=data.device)
+    BN, BK = 32, 256
+    dt = tl.bfloat16 if dtype == torch.bfloat16 else (tl.float16 if dtype == torch.float16 else tl.float32)
+    _dequant_kernel[(triton.cdiv(N, BN), triton.cdiv(K, BK))](
+        data, scales.view(torch.uint8), out, N, K, BN=BN, BK=BK, DT=dt,
+        USE_ASM=_use_asm(data.device) and dtype == torch.bfloat16, num_warps=4,
+    )
+    return out
+
+
+def fp4_gemm(
+    a: torch.Tensor,
+    data: torch.Tensor,
+    scales: torch.Tensor,
+    gw: torch.Tensor,
+    *,
+    ga: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
+    config: GemmConfig | None = None,
+) -> torch.Tensor:
+    """``a`` [M, K] (bf16/fp16/fp32) x NVFP4 weight [N, K] -> [M, N].
+
+    ``data`` uint8 [N, K/2], ``scales`` e4m3 (or uint8) [N, K/16] row-major,
+    ``gw`` fp32 [] or [N]; ``ga`` fp32 [M] (per-row) or [] (per-tensor)
+    activation global scale, None for W4A16; ``bias`` [N].
+    """
+    if a.dim() != 2:
+        raise ValueError("fp4_gemm takes a 2-D activation [M, K]")
+    M, K = a.shape
+    N = data.shape[0]
+    if data.shape[1] * 2 != K or scales.shape != (N, K // 16):
+        raise ValueError(f"weight shapes {tuple(data.shape)}/{tuple(scales.shape)} do not match K={K}")
+    if a.stride(1) != 1:
+        a = a.contiguous()
+    out_dtype = out_dtype or a.dtype
+    dev = a.device
+    out = torch.empty((M, N), dtype=out_dtype, device=dev)
+    if M == 0 or N == 0:
+        return out
+    cfg = config or select_config(M, N, K, dev)
+    if cfg.kind != "dq":
+        cfg = _with_split(cfg, M, N, K, _num_sms(dev))
+    gw = gw.reshape(-1).float()
+    gw_vec = gw.numel() > 1
+    has_ga = ga is not None
+    if has_ga:
+        ga = ga.reshape(-1).float()
+        stride_ga = 1 if ga.numel() > 1 else 0
+    else:
+        ga, stride_ga = gw, 0
+    sbytes = scales.view(torch.uint8) if scales.dtype == torch.float8_e4m3fn else scales
+    if cfg.kind == "dq":
+        w = dequantize_weight(data, sbytes, torch.bfloat16 if a.dtype != torch.float16 else torch.float16)
+        acc = torch.matmul(a.to(w.dtype), w.T).float() if a.dtype != torch.float32 else a @ w.T.float()
+        scale = (ga.reshape(-1, 1) * gw) if has_ga else gw
+        res = acc * scale
+        if bias is not None:
+            res = res + bias.float()
+        out.copy_(res)
+        return out
+    if a.dtype == torch.float32 or INTERPRET:
+        # fp32 activations: exact fp32 products. The interpreter has no bf16
+        # arithmetic, so it runs the same kernel with fp32 operands (exact too).
+        dt, ieee = tl.float32, True
+    else:
+        dt, ieee = (tl.float16 if a.dtype == torch.float16 else tl.bfloat16), False
+    use_asm = _use_asm(dev) and dt == tl.bfloat16
+    split = cfg.split_k
+    part = torch.empty((split, M, N), dtype=torch.float32, device=dev) if split > 1 else out
+    locks = _locks(dev) if split > 1 else out
+    bias_t = bias if bias is not None else gw
+    even_k = K % cfg.BK == 0
+    if cfg.kind == "gemv":
+        grid = (triton.cdiv(N, cfg.BN), split, triton.cdiv(M, cfg.BM))
+        if split > 1 and grid[0] * grid[2] > _LOCK_SIZE:
+            raise ValueError("too many split-K tiles")
+        _fp4_gemv_kernel[grid](
+            a, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga,
+            BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, EVEN_K=even_k, USE_ASM=_use_asm(dev),
+            GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        )
+        return out
+    tiles = triton.cdiv(M, cfg.BM) * triton.cdiv(N, cfg.BN)
+    if split > 1 and tiles > _LOCK_SIZE:
+        raise ValueError("too many split-K tiles")
+    _fp4_gemm_kernel[(tiles, split)](
+        a, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga,
+        BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, GROUP_M=cfg.group_m, EVEN_K=even_k, DT=dt,
+        USE_ASM=use_asm, GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None, IEEE=ieee,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    return out

@@ -1,0 +1,309 @@
+"""The 4/6 NVFP4 activation quantizer as one Triton kernel (SPEC section 2).
+
+One program quantizes one row: it reads the row once (per-token mode: the row
+amax, then both candidates, the 4/6 selection, the packing and the scales from
+registers; rows longer than ``_MAX_SINGLE_PASS_BLOCKS`` blocks are read twice,
+the second time from cache). Per-tensor and static modes take the amax from a
+one-element tensor.
+
+Bit-exact with :func:`vllm_fouroversix.nvfp4.quantize` for every rule:
+
+- every operation of SPEC section 2 in the same order, divisions with IEEE
+  round-to-nearest (``tl.div_rn``), no fused multiply-adds (the launch passes
+  ``enable_fp_fusion=False``);
+- the E4M3 and E2M1 roundings in integer/compare arithmetic (no dependence on
+  the hardware's conversion instructions, so the interpreter and the GPU agree);
+- the block error sum of ``mse``/``mae`` in the order of PyTorch's CPU
+  ``sum(-1)`` over 16 contiguous fp32 values with AVX2 vectors:
+  ``p[k] = e[k] + e[k + 8]`` and then ``((p0 + p1) + p2) + ... + p7``. (With
+  AVX-512 PyTorch sums the 16 values left to right instead, and on CUDA in yet
+  another order, so the oracle itself can flip a near-tie between machines; see
+  docs/hopper.md.)
+
+Nothing here imports vLLM. The kernel also runs under ``TRITON_INTERPRET=1``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, rule_constants
+
+__all__ = ["RULE_IDS", "quantize_triton", "QuantizedActivation"]
+
+#: constexpr ids of the rules inside the kernel.
+RULE_IDS = {
+    ScaleRule.static_6: 0,
+    ScaleRule.static_4: 1,
+    ScaleRule.mse: 2,
+    ScaleRule.mae: 3,
+    ScaleRule.abs_max: 4,
+}
+
+# Rows of up to this many 16-element blocks are held in registers (one read).
+_MAX_SINGLE_PASS_BLOCKS = 1024  # K <= 16384
+_CHUNK_BLOCKS = 256
+
+
+@triton.jit
+def _e4m3_round(v):
+    """fp32 v in [0, 448] -> (float(e4m3(v)), its byte), round to nearest even."""
+    bits = v.to(tl.int32, bitcast=True)
+    exp = (bits >> 23) & 0xFF
+    # Normal E4M3 (v >= 2^-6): keep 3 mantissa bits, round half to even.
+    r = (bits + 0x7FFFF + ((bits >> 20) & 1)) & -1048576  # ~0xFFFFF
+    r_exp = (r >> 23) & 0xFF
+    nbyte = ((r_exp - 120) << 3) | ((r >> 20) & 7)
+    nval = r.to(tl.float32, bitcast=True)
+    # Subnormal E4M3 (v < 2^-6): v * 512 rounded half to even to an integer 0..8
+    # (8 is 2^-6, whose byte is 0x08 too). mant * 2^(exp - 141) = v * 512.
+    mant = (bits & 0x7FFFFF) | 0x800000
+    sh = tl.minimum(141 - exp, 31)
+    sh = tl.maximum(sh, 1)
+    q = mant >> sh
+    rem = mant & ((1 << sh) - 1)
+    half = 1 << (sh - 1)
+    up = (rem > half) | ((rem == half) & ((q & 1) == 1))
+    q = q + up.to(tl.int32)
+    sval = q.to(tl.float32) * 0.001953125  # 2^-9, exact
+    is_normal = exp >= 121
+    val = tl.where(is_normal, nval, sval)
+    byte = tl.where(is_normal, nbyte, q)
+    return val, byte
+
+
+@triton.jit
+def _e2m1_code(t):
+    """Codes 0..7 of t = 4|y| on the E2M1 grid, half to even, saturating at 6."""
+    c = (t > 1.0).to(tl.int32)
+    c += (t >= 3.0).to(tl.int32)
+    c += (t > 5.0).to(tl.int32)
+    c += (t >= 7.0).to(tl.int32)
+    c += (t > 10.0).to(tl.int32)
+    c += (t >= 14.0).to(tl.int32)
+    c += (t > 20.0).to(tl.int32)
+    return c
+
+
+@triton.jit
+def _e2m1_value(c):
+    """E2M1 magnitude of codes 0..7 as fp32 (exact)."""
+    cf = c.to(tl.float32)
+    return tl.where(c < 4, cf * 0.5, tl.where(c < 6, cf - 2.0, cf * 2.0 - 8.0))
+
+
+@triton.jit
+def _candidate(a_lo, a_hi, bmax, enc, dec, M: tl.constexpr, EXPAND: tl.constexpr):
+    s_hp = tl.div_rn(bmax, tl.full(bmax.shape, M, tl.float32)) * enc
+    if EXPAND:
+        s_hp = s_hp * 1.5
+    s_hp = tl.minimum(s_hp, 448.0)
+    sf, sbyte = _e4m3_round(s_hp)
+    inv = tl.where(sf != 0.0, tl.div_rn(tl.full(sf.shape, 1.0, tl.float32), dec * sf), 0.0)
+    inv4 = (inv * 4.0)[:, None]
+    c_lo = _e2m1_code(a_lo * inv4)
+    c_hi = _e2m1_code(a_hi * inv4)
+    return c_lo, c_hi, sf, sbyte
+
+
+@triton.jit
+def _seq8(p):
+    """((p0 + p1) + p2) + ... + p7 over the last axis (size 8) of p [B, 8]."""
+    B: tl.constexpr = p.shape[0]
+    e, o = tl.split(tl.reshape(p, (B, 4, 2)))  # e = p0 p2 p4 p6, o = p1 p3 p5 p7
+    e04, e26 = tl.split(tl.reshape(e, (B, 2, 2)))  # (p0, p4), (p2, p6)
+    o15, o37 = tl.split(tl.reshape(o, (B, 2, 2)))  # (p1, p5), (p3, p7)
+    p0, p4 = tl.split(e04)
+    p2, p6 = tl.split(e26)
+    p1, p5 = tl.split(o15)
+    p3, p7 = tl.split(o37)
+    s = p0 + p1
+    s = s + p2
+    s = s + p3
+    s = s + p4
+    s = s + p5
+    s = s + p6
+    s = s + p7
+    return s
+
+
+@triton.jit
+def _block_error(a_lo, a_hi, c_lo, c_hi, sf, amax, RULE: tl.constexpr):
+    sf2 = sf[:, None]
+    d_lo = tl.div_rn((_e2m1_value(c_lo) * sf2) * amax, tl.full(a_lo.shape, 1536.0, tl.float32)) - a_lo
+    d_hi = tl.div_rn((_e2m1_value(c_hi) * sf2) * amax, tl.full(a_hi.shape, 1536.0, tl.float32)) - a_hi
+    if RULE == 2:  # mse
+        return _seq8(d_lo * d_lo + d_hi * d_hi)
+    elif RULE == 3:  # mae
+        return _seq8(tl.abs(d_lo) + tl.abs(d_hi))
+    else:  # abs_max
+        return tl.maximum(tl.max(tl.abs(d_lo), axis=1), tl.max(tl.abs(d_hi), axis=1))
+
+
+@triton.jit
+def _pack(c_lo):
+    """Codes [B, 8] (elements 0..7 of a half block) -> 4 bytes [B, 4]."""
+    B: tl.constexpr = c_lo.shape[0]
+    ev, od = tl.split(tl.reshape(c_lo, (B, 4, 2)))
+    return (ev | (od << 4)).to(tl.uint8)
+
+
+@triton.jit
+def _quant_tile(
+    x_row, data_row, scales_row, deq_row, blk0, nb, amax, enc, dec,
+    CB: tl.constexpr, RULE: tl.constexpr, M: tl.constexpr,
+    WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr,
+):
+    blk = blk0 + tl.arange(0, CB)
+    bmask = blk < nb
+    j8 = tl.arange(0, 8)
+    offs = blk[:, None] * 16 + j8[None, :]
+    m2 = bmask[:, None]
+    x_lo = tl.load(x_row + offs, mask=m2, other=0.0).to(tl.float32)
+    x_hi = tl.load(x_row + offs + 8, mask=m2, other=0.0).to(tl.float32)
+    a_lo = tl.abs(x_lo)
+    a_hi = tl.abs(x_hi)
+    bmax = tl.maximum(tl.max(a_lo, axis=1), tl.max(a_hi, axis=1))
+    c_lo, c_hi, sf, sbyte = _candidate(a_lo, a_hi, bmax, enc, dec, M, False)
+    if RULE >= 2:
+        c4_lo, c4_hi, sf4, sbyte4 = _candidate(a_lo, a_hi, bmax, enc, dec, M, True)
+        err6 = _block_error(a_lo, a_hi, c_lo, c_hi, sf, amax, RULE)
+        err4 = _block_error(a_lo, a_hi, c4_lo, c4_hi, sf4, amax, RULE)
+        pick4 = err4 < err6  # ties go to map-to-6
+        p2 = pick4[:, None]
+        c_lo = tl.where(p2, c4_lo, c_lo)
+        c_hi = tl.where(p2, c4_hi, c_hi)
+        sf = tl.where(pick4, sf4, sf)
+        sbyte = tl.where(pick4, sbyte4, sbyte)
+    nz = (sbyte != 0)[:, None]
+    c_lo = c_lo | (((x_lo < 0.0) & nz).to(tl.int32) << 3)
+    c_hi = c_hi | (((x_hi < 0.0) & nz).to(tl.int32) << 3)
+    if WRITE_PACKED:
+        j4 = tl.arange(0, 4)
+        boffs = blk[:, None] * 8 + j4[None, :]
+        tl.store(data_row + boffs, _pack(c_lo), mask=m2)
+        tl.store(data_row + boffs + 4, _pack(c_hi), mask=m2)
+        tl.store(scales_row + blk, sbyte.to(tl.uint8), mask=bmask)
+    if WRITE_DEQ:
+        # q * float(s) without the global scale: exact in bf16 (<= 6 significant bits).
+        sf2 = sf[:, None]
+        v_lo = _e2m1_value(c_lo & 7) * sf2
+        v_hi = _e2m1_value(c_hi & 7) * sf2
+        v_lo = tl.where((c_lo & 8) != 0, -v_lo, v_lo)
+        v_hi = tl.where((c_hi & 8) != 0, -v_hi, v_hi)
+        tl.store(deq_row + offs, v_lo.to(deq_row.dtype.element_ty), mask=m2)
+        tl.store(deq_row + offs + 8, v_hi.to(deq_row.dtype.element_ty), mask=m2)
+
+
+@triton.jit
+def _quantize_kernel(
+    x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr,
+    K, stride_x, stride_deq,
+    RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr,
+    ROW_AMAX: tl.constexpr, NUM_CHUNKS: tl.constexpr, CB: tl.constexpr,
+    WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    nb = K // 16
+    x_row = x_ptr + row * stride_x
+    data_row = data_ptr + row * (K // 2)
+    scales_row = scales_ptr + row * nb
+    deq_row = deq_ptr + row * stride_deq
+    if ROW_AMAX:
+        if NUM_CHUNKS == 1:
+            offs = tl.arange(0, CB * 16)
+            xa = tl.abs(tl.load(x_row + offs, mask=offs < K, other=0.0).to(tl.float32))
+            amax = tl.max(xa, axis=0)
+        else:
+            amax = 0.0
+            for c in range(NUM_CHUNKS):
+                offs = c * CB * 16 + tl.arange(0, CB * 16)
+                xa = tl.abs(tl.load(x_row + offs, mask=offs < K, other=0.0).to(tl.float32))
+                amax = tl.maximum(amax, tl.max(xa, axis=0))
+        tl.store(gs_ptr + row, tl.div_rn(amax, MS))
+    else:
+        amax = tl.load(amax_ptr).to(tl.float32)
+    zero = amax == 0.0
+    safe = tl.where(zero, 1.0, amax)
+    enc = tl.div_rn(MS, safe)
+    dec = tl.div_rn(1.0, enc)
+    enc = tl.where(zero, 0.0, enc)
+    for c in range(NUM_CHUNKS):
+        _quant_tile(
+            x_row, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
+            CB, RULE, M, WRITE_PACKED, WRITE_DEQ,
+        )
+
+
+class QuantizedActivation:
+    """What :func:`quantize_triton` returns: any of packed codes, scales, decoded values."""
+
+    __slots__ = ("data", "scales", "global_scale", "dequant")
+
+    def __init__(self, data, scales, global_scale, dequant):
+        self.data = data  # uint8 [R, K/2] or None
+        self.scales = scales  # float8_e4m3fn [R, K/16] or None
+        self.global_scale = global_scale  # float32 [R] (per row) or [] (per tensor)
+        self.dequant = dequant  # [R, K] q * s without the global scale, or None
+
+
+def quantize_triton(
+    x: torch.Tensor,
+    rule: ScaleRule | str = ScaleRule.mse,
+    *,
+    per_row: bool = True,
+    amax: torch.Tensor | float | None = None,
+    write_packed: bool = True,
+    dequant_dtype: torch.dtype | None = None,
+) -> QuantizedActivation:
+    """Quantize ``x`` [R, K] (bf16/fp16/fp32, rows contiguous) with the Triton kernel.
+
+    ``per_row``: per-token amax computed in the kernel (``amax`` must be None);
+    otherwise one amax for the tensor (``amax`` given: static, else computed
+    with one reduction first). ``dequant_dtype`` also writes q * s (no global
+    scale) in that dtype, the operand the Hopper GEMM consumes for W4A4.
+    """
+    rule = ScaleRule(rule)
+    if x.dim() != 2:
+        raise ValueError("quantize_triton takes a 2-D [rows, K] tensor")
+    R, K = x.shape
+    if K % BLOCK_SIZE:
+        raise ValueError(f"K={K} must be a multiple of {BLOCK_SIZE}")
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    c = rule_constants(rule)
+    dev = x.device
+    if per_row:
+        if amax is not None:
+            raise ValueError("per_row computes the amax of each row; pass amax only per tensor")
+        gs = torch.empty(R, dtype=torch.float32, device=dev)
+        amax_t = gs  # unused
+    else:
+        if amax is None:
+            amax_t = x.abs().amax().float().reshape(1) if x.numel() else torch.zeros(1, device=dev)
+        else:
+            amax_t = torch.as_tensor(amax, dtype=torch.float32, device=dev).reshape(1)
+        gs = (amax_t / c.MS).reshape(())
+    nb = K // BLOCK_SIZE
+    data = torch.empty((R, K // 2), dtype=torch.uint8, device=dev) if write_packed else None
+    scales = torch.empty((R, nb), dtype=torch.uint8, device=dev) if write_packed else None
+    deq = torch.empty((R, K), dtype=dequant_dtype, device=dev) if dequant_dtype is not None else None
+    if R == 0:
+        return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
+    if nb <= _MAX_SINGLE_PASS_BLOCKS:
+        cb, chunks = triton.next_power_of_2(nb), 1
+    else:
+        cb, chunks = _CHUNK_BLOCKS, triton.cdiv(nb, _CHUNK_BLOCKS)
+    dummy = data if data is not None else deq
+    num_warps = 4 if cb <= 256 else 8
+    _quantize_kernel[(R,)](
+        x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
+        dummy if deq is None else deq,
+        K, x.stride(0), 0 if deq is None else deq.stride(0),
+        RULE=RULE_IDS[rule], M=c.M, MS=c.MS, ROW_AMAX=per_row, NUM_CHUNKS=chunks, CB=cb,
+        WRITE_PACKED=write_packed, WRITE_DEQ=deq is not None,
+        num_warps=num_warps, enable_fp_fusion=False,
+    )
+    return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
