@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Sequence
 
 from vllm_fouroversix.checkpoint import ACTIVATION_MODES
+from vllm_fouroversix.convert.errors import ConvertError
 
 RULES = ("mse", "mae", "abs_max", "static_6", "static_4")
 # Kept in sync with core.py (importing it here would pull in torch for --help).
@@ -124,7 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _convert_parser().parse_args(argv)
     try:
         from vllm_fouroversix.convert.core import convert_checkpoint
-        from vllm_fouroversix.convert.errors import ConvertError
 
         say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
         summary = convert_checkpoint(

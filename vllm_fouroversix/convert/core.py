@@ -135,6 +135,8 @@ def convert_checkpoint(
             raise ConvertError("--calibration-samples and --calibration-seq-len must be positive")
     elif calibration_file is not None:
         raise ConvertError("--calibration-file is only used with --activation-global-scale static")
+    if isinstance(ignore, str):  # one pattern, not a sequence of characters
+        ignore = (ignore,)
     dev = resolve_device(device)
     shard_bytes = parse_size(max_shard_size)
     out_path = Path(output).expanduser()
