@@ -18,6 +18,7 @@ import re
 import pytest
 import torch
 
+from cutlass_kernels import cache as kernel_cache
 from cutlass_kernels import layout, quant_math, tiles
 from cutlass_kernels.cache import GemmKey, QuantKey
 from vllm_fouroversix import nvfp4
@@ -229,3 +230,23 @@ def test_export_round_trip(dsl, tmp_path):
     aot = dsl.KernelCache(aot_dir=out)
     fn = aot.get(qkey)
     assert fn is not None and qkey not in aot.compile_seconds
+
+
+@pytest.mark.slow
+def test_every_shipped_variant_compiles() -> None:
+    """All shipped GEMM and quantizer variants compile for sm_100a with the block-scaled
+    MMA / conversions in their PTX (tools/compile_blackwell.py; about 2 minutes)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, CUTE_DSL_ARCH="sm_100a")
+    p = subprocess.run(
+        [sys.executable, str(root / "tools" / "compile_blackwell.py")],
+        capture_output=True, text=True, env=env, timeout=1200,
+    )
+    n = len(kernel_cache.all_shipped_gemm_keys("sm_100a")) + len(kernel_cache.all_quantizer_keys("sm_100a"))
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert f"{n}/{n} variants compiled" in p.stdout
