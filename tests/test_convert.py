@@ -280,6 +280,52 @@ def test_static_input_scale(models, tmp_path, calib_file, name):
         assert got == pytest.approx(a / ms, rel=1e-6), mod_name
 
 
+def test_streaming_holds_few_tensors(models, tmp_path, monkeypatch):
+    """Loaded input tensors are released as they are written: the live set stays a small
+    window of units, never the model."""
+    import weakref
+
+    import vllm_fouroversix.convert.core as core
+
+    live = {"bytes": 0, "peak": 0}
+    real = core._load
+
+    def tracking(*a, **k):
+        t = real(*a, **k)
+        n = t.numel() * t.element_size()
+        live["bytes"] += n
+        live["peak"] = max(live["peak"], live["bytes"])
+        weakref.finalize(t, lambda: live.__setitem__("bytes", live["bytes"] - n))
+        return t
+
+    monkeypatch.setattr(core, "_load", tracking)
+    src = models["qwen3_moe"]
+    s = convert_checkpoint(src, tmp_path / "out", **CPU)
+    biggest = max(t.numel() * t.element_size() for t in read_all(src).values())
+    window = 2 * core._cpu_workers() + 1
+    assert live["peak"] <= window * biggest < s.bytes_before, (live, s.bytes_before)
+    assert live["peak"] < s.bytes_before / 3, (live, s.bytes_before)
+
+
+def test_device_auto_and_errors():
+    from vllm_fouroversix.convert.core import resolve_device
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConvertError, match="--device"):
+        resolve_device("nonsense")
+
+
+@pytest.mark.gpu
+def test_gpu_output_identical_to_cpu(models, tmp_path):
+    for name in ("qwen2_qkv_bias", "qwen3_moe"):
+        cpu, gpu = tmp_path / f"{name}-cpu", tmp_path / f"{name}-gpu"
+        convert_checkpoint(models[name], cpu, device="cpu", progress=False)
+        convert_checkpoint(models[name], gpu, device="cuda", progress=False)
+        a, b = read_all(cpu), read_all(gpu)
+        assert a.keys() == b.keys() and all(same_bits(a[k], b[k]) for k in a), name
+
+
 def test_dry_run_writes_nothing(models, tmp_path):
     out = tmp_path / "out"
     before = dir_digest(models["mixtral"])
