@@ -36,8 +36,8 @@ def _convert_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="fouroversix-convert",
         description=(
-            "Convert a bf16/fp16/fp32 Hugging Face checkpoint (safetensors) to 4/6 NVFP4 "
-            "(SPEC section 4) for serving with vLLM's 'fouroversix' quantization method. "
+            "Convert a bf16/fp16/fp32 Hugging Face checkpoint (safetensors) to 4/6 NVFP4\n"
+            "(SPEC section 4) for serving with vLLM's 'fouroversix' quantization method.\n"
             "Use 'fouroversix-convert verify CKPT' to check an existing checkpoint."
         ),
         epilog=EPILOG,
