@@ -361,3 +361,15 @@ def test_bad_input_errors(x: torch.Tensor, msg: str) -> None:
 def test_bad_rule_error() -> None:
     with pytest.raises(ValueError, match="unknown scale rule 'mse2'"):
         nvfp4.quantize(torch.zeros(1, 16), "mse2")
+
+
+def test_block_sum_order_is_torch_cpu_order() -> None:
+    """The block-error sum order is fixed (SPEC refinement in docs/NUMERICS.md): it is
+    torch's CPU reduction order, and differs from a naive left-to-right sum."""
+    g = torch.Generator().manual_seed(9)
+    e = torch.randn(50000, 16, generator=g).pow(2) * torch.rand(50000, 1, generator=g) * 100
+    assert torch.equal(nvfp4.block_sum(e), e.sum(-1))
+    naive = e[:, 0].clone()
+    for j in range(1, 16):
+        naive = naive + e[:, j]
+    assert not torch.equal(nvfp4.block_sum(e), naive)

@@ -29,6 +29,7 @@ __all__ = [
     "reference_linear",
     "weight_error",
     "fraction_mapped_to_4",
+    "block_sum",
 ]
 
 BLOCK_SIZE = 16
@@ -225,11 +226,26 @@ def _block_error(
     deq = torch.gather(table, -1, codes)
     # deq and x share their sign (or deq is 0), so |deq - x| = ||deq| - |x||.
     d = deq.sub_(a)
-    if rule == ScaleRule.mse:
-        return d.mul_(d).sum(-1)
-    if rule == ScaleRule.mae:
-        return d.abs_().sum(-1)
-    return d.abs_().amax(-1)
+    if rule == ScaleRule.abs_max:
+        return d.abs_().amax(-1)
+    d = d.mul_(d) if rule == ScaleRule.mse else d.abs_()
+    return block_sum(d)
+
+
+def block_sum(e: torch.Tensor) -> torch.Tensor:
+    """Sum of the 16 per-element errors of each block, in the fixed order
+    ``sum_{j<8} (e[j] + e[j+8])`` accumulated left to right.
+
+    A near tie between the two 4/6 candidates can flip with the rounding of
+    this FP32 sum, so its order is part of the numerics: it is the order of
+    torch's CPU reduction (so we stay bit-exact with the fouroversix reference
+    on CPU), and every backend (CUDA torch, Triton, CuTe DSL) reproduces it.
+    """
+    p = e[..., :8] + e[..., 8:]
+    acc = p[..., 0]
+    for j in range(1, 8):
+        acc = acc + p[..., j]
+    return acc
 
 
 # Rows are processed in chunks of about this many elements so that the
