@@ -24,13 +24,13 @@ Operation order (FP32 throughout):
             q_i = e2m1(y_i)                                 RNE, saturating at 6
             deq_i = ((q_i * float(s)) * amax) / 1536
             err = sum_i (deq_i - |x_i|)^2 | sum_i |deq_i - |x_i|| | max_i |...|
+                  (sums in the order sum_{j<8} (t_j + t_{j+8}), left to right)
             map-to-4 wins only if err4 < err6 (strict)
             code_i = q_i | 8 if x_i < 0 and s != 0
 
-The error sums run sequentially i = 0..15 (the kernel's order). PyTorch's
-``sum`` may associate differently, so on a near-tie the choice can differ
-from ``nvfp4.quantize`` in principle; ``tests/test_cutlass_kernels.py``
-measures how often on random data (it has been 0).
+The error sums use the fixed order of ``nvfp4.block_sum``:
+``sum_{j<8} (t[j] + t[j+8])`` left to right (docs/NUMERICS.md), so near ties
+resolve exactly as in ``nvfp4.quantize``.
 """
 
 from __future__ import annotations
@@ -63,20 +63,22 @@ def _candidate(a, bmax, M: float, enc, dec, expand: bool, ops):
 
 
 def _error(a, codes, s, amax, kind: str, ops):
-    err = None
+    terms = []
     for ai, q in zip(a, codes):
         deq = ((ops.e2m1_value(q) * s) * amax) / 1536.0
         d = deq - ai
-        if kind == "sse":
-            term = ops.mul_rn(d, d)  # rounded before the add: no FMA contraction
-        else:
-            term = ops.abs(d)
-        if err is None:
-            err = term
-        elif kind == "max":
-            err = ops.max(err, term)
-        else:
-            err = err + term
+        # Squares are rounded before the adds: no FMA contraction.
+        terms.append(ops.mul_rn(d, d) if kind == "sse" else ops.abs(d))
+    if kind == "max":
+        err = terms[0]
+        for t in terms[1:]:
+            err = ops.max(err, t)
+        return err
+    # The SPEC's fixed sum order (nvfp4.block_sum, docs/NUMERICS.md):
+    # sum_{j<8} (t[j] + t[j+8]), left to right.
+    err = terms[0] + terms[8]
+    for j in range(1, 8):
+        err = err + (terms[j] + terms[j + 8])
     return err
 
 
