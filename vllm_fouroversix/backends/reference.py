@@ -2,6 +2,10 @@
 
 Runs on CPU (vLLM's CPU build) and any GPU. Weights stay packed FP4 in memory
 and are decoded per call; this is the correctness baseline, not a fast path.
+``linear`` computes exactly ``nvfp4.reference_linear`` (same operations in the
+same order, bit for bit) but decodes the packed operands through a 256-entry
+byte table (two E2M1 values per byte) instead of unpacking codes: about 5x
+faster on CPU, where vLLM calls it for every linear layer of every step.
 """
 
 from __future__ import annotations
@@ -10,6 +14,30 @@ import torch
 
 from vllm_fouroversix import nvfp4
 from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWeight
+
+_BYTE_TABLES: dict[torch.device, torch.Tensor] = {}
+
+
+def _byte_table(device: torch.device) -> torch.Tensor:
+    """float32 [256, 2]: the (low nibble, high nibble) E2M1 values of each byte."""
+    t = _BYTE_TABLES.get(device)
+    if t is None:
+        mag = torch.tensor(nvfp4.E2M1_VALUES, dtype=torch.float32)
+        codes = torch.cat([mag, -mag])  # code c: sign bit 3 -> -value (code 8 is -0.0)
+        b = torch.arange(256)
+        t = torch.stack([codes[b & 15], codes[b >> 4]], dim=-1).to(device)
+        _BYTE_TABLES[device] = t
+    return t
+
+
+def decode_blocks(data: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Codes x block scales as float32 [..., K] (no global scale): ``nvfp4._decode_blocks``."""
+    lead = data.shape[:-1]
+    k = data.shape[-1] * 2
+    v = torch.nn.functional.embedding(data.reshape(-1, data.shape[-1]).long(), _byte_table(data.device))
+    v = v.view(-1, k // nvfp4.BLOCK_SIZE, nvfp4.BLOCK_SIZE)
+    v.mul_(scales.reshape(-1, k // nvfp4.BLOCK_SIZE).float().unsqueeze(-1))
+    return v.view(*lead, k)
 
 
 class ReferenceBackend(Backend):
@@ -30,14 +58,26 @@ class ReferenceBackend(Backend):
     ) -> torch.Tensor:
         if act.mode == "static" and input_amax is None:
             raise ValueError("activation mode 'static' needs input_amax (the checkpoint's input_scale)")
-        return nvfp4.reference_linear(
-            x,
-            w.to_nvfp4(),
-            bias,
-            act_rule=act.rule,
-            per_row=act.mode == "token",
-            act_quant=act.mode != "none",
-            # static: the checkpoint's amax; token/tensor: an optional precomputed
-            # amax (e.g. reduced over tensor-parallel ranks) that replaces the local one.
-            act_amax=input_amax if act.mode != "none" else None,
-        )
+        # static: the checkpoint's amax; token/tensor: an optional precomputed
+        # amax (e.g. reduced over tensor-parallel ranks) that replaces the local one.
+        act_amax = input_amax if act.mode != "none" else None
+        t = w.to_nvfp4()
+        K = x.shape[-1]
+        if K != w.k:
+            raise ValueError(f"x has K={K} but the weight has K={w.k}")
+        # The operations of nvfp4.reference_linear, in its order.
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, K)
+        w_blocks = decode_blocks(t.data, t.scales)
+        gw = t.global_scale.float().reshape(-1)
+        if act.mode != "none":
+            per_row = act.mode == "token"
+            a = nvfp4.quantize(x2, act.rule, per_row=per_row, amax=act_amax)
+            a_blocks = decode_blocks(a.data, a.scales)
+            ga = a.global_scale.float().reshape(-1, 1) if per_row else a.global_scale.float()
+            out = (a_blocks @ w_blocks.T) * (ga * gw)
+        else:
+            out = (x2.float() @ w_blocks.T) * gw
+        if bias is not None:
+            out = out + bias.float()
+        return out.to(x.dtype).reshape(*lead, w.n)
