@@ -43,6 +43,11 @@ class TritonBackend(Backend):
         w.data = w.data.contiguous()
         w.scales = w.scales.contiguous()
         w.global_scale = w.global_scale.float()
+        extra = dict(w.extra) if isinstance(w.extra, dict) else {}
+        # The scalar weight scale on the host (read once here, at load time) lets
+        # the prefill path pass it to cuBLAS as alpha without a device sync.
+        extra["gw_float"] = float(w.global_scale) if w.global_scale.numel() == 1 else None
+        w.extra = extra
         return w
 
     def linear(
@@ -68,8 +73,9 @@ class TritonBackend(Backend):
             from vllm_fouroversix.nvfp4 import unswizzle_scales
 
             scales = unswizzle_scales(scales, w.n, w.k // 16)
+        gw_float = w.extra.get("gw_float") if isinstance(w.extra, dict) else None
         if act.mode == "none":
-            out = fp4_gemm(x2, w.data, scales, w.global_scale, bias=bias)
+            out = fp4_gemm(x2, w.data, scales, w.global_scale, bias=bias, gw_float=gw_float)
         else:
             q = quantize_triton(
                 x2,

@@ -155,7 +155,7 @@ def _epilogue_store(
 
 @triton.jit
 def _split_k_fixup(
-    acc, pid_k, tile_id, part_ptr, lock_ptr, offs_m, offs_n, M, N,
+    acc, pid_k, tile_id, part_ptr, lock_ptr, offs_m, offs_n, M, N, MN,
     gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga,
     SPLIT_K: tl.constexpr, GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr,
 ):
@@ -164,8 +164,7 @@ def _split_k_fixup(
     nm = offs_n < N
     mask = mm[:, None] & nm[None, :]
     poffs = offs_m[:, None].to(tl.int64) * N + offs_n[None, :]
-    MN = M.to(tl.int64) * N
-    tl.store(part_ptr + pid_k * MN + poffs, acc, mask=mask)
+    tl.store(part_ptr + pid_k.to(tl.int64) * MN + poffs, acc, mask=mask)
     tl.debug_barrier()
     cnt = tl.atomic_add(lock_ptr + tile_id, 1, sem="acq_rel")
     if cnt == SPLIT_K - 1:
@@ -179,11 +178,12 @@ def _split_k_fixup(
 
 @triton.jit
 def _fp4_gemm_kernel(
-    a_ptr, w_ptr, ws_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, part_ptr, lock_ptr,
-    M, N, K, stride_am, stride_om, stride_ga,
+    a_ptr, w_ptr, ws_ptr, wbf_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, part_ptr, lock_ptr,
+    M, N, K, stride_am, stride_om, stride_ga, stride_pk,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr,
     GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, DT: tl.constexpr, USE_ASM: tl.constexpr,
     GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
+    W_BF16: tl.constexpr = False,
 ):
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -205,13 +205,19 @@ def _fp4_gemm_kernel(
     a_rows = a_ptr + offs_m[:, None].to(tl.int64) * stride_am
     w_rows = w_ptr + offs_n[:, None].to(tl.int64) * (K // 2)
     s_rows = ws_ptr + offs_n[:, None].to(tl.int64) * (K // 16)
+    wbf_rows = wbf_ptr + offs_n[:, None].to(tl.int64) * K
     ka = tl.arange(0, BK)
     kw = tl.arange(0, BK // 2)
     ks = tl.arange(0, BK // 16)
     acc = tl.zeros((BM, BN), dtype=tl.float32)
     for kt in range(kt0, kt1):
         k0 = kt * BK
-        if EVEN_K:
+        if W_BF16:
+            kin = ((k0 + ka) < K)[None, :]
+            a = tl.load(a_rows + (k0 + ka)[None, :], mask=mm[:, None] & kin, other=0.0)
+            wp = 0
+            sb = 0
+        elif EVEN_K:
             a = tl.load(a_rows + (k0 + ka)[None, :], mask=mm[:, None], other=0.0)
             wp = tl.load(w_rows + (k0 // 2 + kw)[None, :], mask=nm[:, None], other=0)
             sb = tl.load(s_rows + (k0 // 16 + ks)[None, :], mask=nm[:, None], other=0)
@@ -219,16 +225,19 @@ def _fp4_gemm_kernel(
             a = tl.load(a_rows + (k0 + ka)[None, :], mask=mm[:, None] & ((k0 + ka) < K)[None, :], other=0.0)
             wp = tl.load(w_rows + (k0 // 2 + kw)[None, :], mask=nm[:, None] & ((k0 // 2 + kw) < K // 2)[None, :], other=0)
             sb = tl.load(s_rows + (k0 // 16 + ks)[None, :], mask=nm[:, None] & ((k0 // 16 + ks) < K // 16)[None, :], other=0)
-        w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM)
-        if IEEE:
-            acc = tl.dot(a.to(DT), tl.trans(w), acc, input_precision="ieee")
+        if W_BF16:  # a pre-decoded bf16 weight (the 'dq' prefill path): plain GEMM + epilogue
+            w = tl.load(wbf_rows + (k0 + ka)[None, :], mask=nm[:, None] & kin, other=0.0)
         else:
-            acc = tl.dot(a.to(DT), tl.trans(w), acc)
+            w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM)
+        if IEEE:
+            acc = tl.dot(a.to(DT), tl.trans(w.to(DT)), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(a.to(DT), tl.trans(w.to(DT)), acc)
     if SPLIT_K == 1:
         _epilogue_store(acc, offs_m, offs_n, M, N, gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om,
                         stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
     else:
-        _split_k_fixup(acc, pid_k, pid_m * num_pid_n + pid_n, part_ptr, lock_ptr, offs_m, offs_n, M, N,
+        _split_k_fixup(acc, pid_k, pid_m * num_pid_n + pid_n, part_ptr, lock_ptr, offs_m, offs_n, M, N, stride_pk,
                        gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga,
                        SPLIT_K, GW_VEC, HAS_GA, HAS_BIAS)
 
@@ -236,7 +245,7 @@ def _fp4_gemm_kernel(
 @triton.jit
 def _fp4_gemv_kernel(
     a_ptr, w_ptr, ws_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, part_ptr, lock_ptr,
-    M, N, K, stride_am, stride_om, stride_ga,
+    M, N, K, stride_am, stride_om, stride_ga, stride_pk,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr,
     EVEN_K: tl.constexpr, USE_ASM: tl.constexpr,
     GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr,
@@ -283,7 +292,7 @@ def _fp4_gemv_kernel(
                         stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
     else:
         num_pid_n = tl.cdiv(N, BN)
-        _split_k_fixup(acc, pid_k, pid_m * num_pid_n + pid_n, part_ptr, lock_ptr, offs_m, offs_n, M, N,
+        _split_k_fixup(acc, pid_k, pid_m * num_pid_n + pid_n, part_ptr, lock_ptr, offs_m, offs_n, M, N, stride_pk,
                        gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga,
                        SPLIT_K, GW_VEC, HAS_GA, HAS_BIAS)
 
@@ -372,8 +381,11 @@ _LOCK_SIZE = 1 << 16
 
 
 def _locks(device: torch.device) -> torch.Tensor:
-    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
-    key = (str(device), stream)
+    # One buffer a device: every tile counter returns to 0 when its tile is
+    # done, so launches that follow each other reuse it. (Two split-K GEMMs
+    # running concurrently on different streams would share counters: the
+    # backend runs on one stream at a time, like vLLM's forward pass.)
+    key = str(device)
     t = _LOCKS.get(key)
     if t is None:
         t = torch.zeros(_LOCK_SIZE, dtype=torch.int32, device=device)
@@ -408,12 +420,15 @@ def fp4_gemm(
     bias: torch.Tensor | None = None,
     out_dtype: torch.dtype | None = None,
     config: GemmConfig | None = None,
+    gw_float: float | None = None,
 ) -> torch.Tensor:
     """``a`` [M, K] (bf16/fp16/fp32) x NVFP4 weight [N, K] -> [M, N].
 
     ``data`` uint8 [N, K/2], ``scales`` e4m3 (or uint8) [N, K/16] row-major,
     ``gw`` fp32 [] or [N]; ``ga`` fp32 [M] (per-row) or [] (per-tensor)
-    activation global scale, None for W4A16; ``bias`` [N].
+    activation global scale, None for W4A16; ``bias`` [N]; ``gw_float``:
+    the scalar ``gw`` as a Python float, when known (lets the prefill path use
+    cuBLAS's alpha without a device sync).
     """
     if a.dim() != 2:
         raise ValueError("fp4_gemm takes a 2-D activation [M, K]")
@@ -441,13 +456,27 @@ def fp4_gemm(
         ga, stride_ga = gw, 0
     sbytes = scales.view(torch.uint8) if scales.dtype == torch.float8_e4m3fn else scales
     if cfg.kind == "dq":
-        w = dequantize_weight(data, sbytes, torch.bfloat16 if a.dtype != torch.float16 else torch.float16)
-        acc = torch.matmul(a.to(w.dtype), w.T).float() if a.dtype != torch.float32 else a @ w.T.float()
-        scale = (ga.reshape(-1, 1) * gw) if has_ga else gw
-        res = acc * scale
-        if bias is not None:
-            res = res + bias.float()
-        out.copy_(res)
+        # Prefill: decode the weight once into a bf16 workspace (exact), then a
+        # plain GEMM: cuBLAS with the global scale as alpha and the bias as the
+        # beta term when that expresses the epilogue (W4A16, one weight scale
+        # known on the host), else the tiled Triton kernel on the bf16 weight.
+        wdt = torch.float16 if a.dtype == torch.float16 else torch.bfloat16
+        w = dequantize_weight(data, sbytes, wdt)
+        if not has_ga and gw_float is not None and a.dtype == wdt:
+            if bias is not None:
+                return torch.addmm(bias.to(wdt), a, w.T, alpha=gw_float, out=out)
+            # beta=0: the input is ignored (NaNs too), one rounding of alpha * acc
+            return torch.addmm(out, a, w.T, beta=0, alpha=gw_float, out=out)
+        cfg = GemmConfig("tc", BM=128, BN=128, BK=64, num_warps=8, num_stages=4)
+        tiles = triton.cdiv(M, cfg.BM) * triton.cdiv(N, cfg.BN)
+        _fp4_gemm_kernel[(tiles, 1)](
+            a, data, sbytes, w, gw, ga, bias if bias is not None else gw, out, out, out,
+            M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
+            BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=1, GROUP_M=cfg.group_m, EVEN_K=K % cfg.BK == 0,
+            DT=tl.float32 if INTERPRET else (tl.float16 if wdt == torch.float16 else tl.bfloat16), USE_ASM=False,
+            GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None, IEEE=INTERPRET, W_BF16=True,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        )
         return out
     if a.dtype == torch.float32 or INTERPRET:
         # fp32 activations: exact fp32 products. The interpreter has no bf16
@@ -466,7 +495,7 @@ def fp4_gemm(
         if split > 1 and grid[0] * grid[2] > _LOCK_SIZE:
             raise ValueError("too many split-K tiles")
         _fp4_gemv_kernel[grid](
-            a, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga,
+            a, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
             BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, EVEN_K=even_k, USE_ASM=_use_asm(dev),
             GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages,
@@ -476,7 +505,7 @@ def fp4_gemm(
     if split > 1 and tiles > _LOCK_SIZE:
         raise ValueError("too many split-K tiles")
     _fp4_gemm_kernel[(tiles, split)](
-        a, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga,
+        a, data, sbytes, data, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
         BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, GROUP_M=cfg.group_m, EVEN_K=even_k, DT=dt,
         USE_ASM=use_asm, GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None, IEEE=ieee,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,

@@ -1,0 +1,225 @@
+"""The Hopper Triton path: quantizer bit-exactness and GEMMs vs the reference.
+
+Without a GPU (CI) the kernels run under ``TRITON_INTERPRET=1`` on CPU tensors
+with tiny shapes; the ``gpu`` tests run the compiled kernels (H100: see
+benchmarks/hopper.md) and skip without CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA:
+    # Must be set before the kernel modules are imported (triton.jit reads it).
+    os.environ["TRITON_INTERPRET"] = "1"
+
+triton = pytest.importorskip("triton")
+import triton.language as tl  # noqa: E402
+
+from vllm_fouroversix import nvfp4  # noqa: E402
+from vllm_fouroversix.backends.base import ActivationQuant, QuantizedWeight  # noqa: E402
+from vllm_fouroversix.backends.triton import TritonBackend  # noqa: E402
+from vllm_fouroversix.kernels import triton_gemm as tg  # noqa: E402
+from vllm_fouroversix.kernels import triton_quantize as tq  # noqa: E402
+
+RULES = ["mse", "mae", "abs_max", "static_6", "static_4"]
+interpret = pytest.mark.skipif(HAS_CUDA, reason="interpreter tests run where there is no GPU (CI)")
+DEV = "cuda" if HAS_CUDA else "cpu"
+
+
+def _acts(shape, seed, dtype=torch.bfloat16):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g) * torch.exp(torch.randn(1, shape[-1], generator=g))
+    return x.to(dtype)
+
+
+def _assert_quant_equal(q, r, per_row):
+    assert torch.equal(q.data.cpu(), r.data)
+    assert torch.equal(q.scales.view(torch.uint8).cpu(), r.scales.view(torch.uint8))
+    assert torch.equal(q.global_scale.cpu().reshape(-1), r.global_scale.float().reshape(-1))
+    if q.dequant is not None:
+        assert torch.equal(q.dequant.float().cpu(), nvfp4._decode_blocks(r))
+
+
+# ---------------------------------------------------------------- interpreter (CPU)
+
+
+@interpret
+@pytest.mark.parametrize("rule", RULES)
+def test_quantizer_bit_exact_interpreted(rule):
+    for i, (dtype, mode) in enumerate(
+        [(torch.bfloat16, "token"), (torch.float32, "token"), (torch.float16, "tensor"), (torch.bfloat16, "static")]
+    ):
+        x = _acts((6, 96), seed=i, dtype=dtype)
+        x[0, :16] = 0  # zero block
+        x[1] = 0  # zero row
+        x[2, 5] = -1e-30  # negative value rounding to -0 (code 8)
+        x[3, 0] = 3e4  # outlier: the row's other blocks get subnormal E4M3 scales
+        amax = 20.0 if mode == "static" else None  # static amax below the max: blocks saturate
+        q = tq.quantize_triton(x, rule, per_row=mode == "token", amax=amax, dequant_dtype=torch.bfloat16)
+        r = nvfp4.quantize(x, rule, per_row=mode == "token", amax=amax)
+        _assert_quant_equal(q, r, mode == "token")
+
+
+@interpret
+def test_quantizer_chunked_rows_interpreted(monkeypatch):
+    # Rows longer than the single-pass limit are read in chunks (two passes).
+    monkeypatch.setattr(tq, "_MAX_SINGLE_PASS_BLOCKS", 2)
+    monkeypatch.setattr(tq, "_CHUNK_BLOCKS", 2)
+    x = _acts((3, 112), seed=7)  # 7 blocks: 4 chunks, the last one partial
+    for rule in ("mse", "static_6"):
+        q = tq.quantize_triton(x, rule, per_row=True)
+        _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=True), True)
+
+
+@triton.jit
+def _e4m3_kernel(x_ptr, v_ptr, b_ptr, n, BLOCK: tl.constexpr):
+    o = tl.arange(0, BLOCK)
+    m = o < n
+    v, b = tq._e4m3_round(tl.load(x_ptr + o, mask=m, other=0.0))
+    tl.store(v_ptr + o, v, mask=m)
+    tl.store(b_ptr + o, b.to(tl.uint8), mask=m)
+
+
+@interpret
+def test_e4m3_rounding_matches_torch_interpreted():
+    # Every E4M3 value, the midpoints between neighbours (ties), and random values, 0..448.
+    grid = torch.arange(0, 127, dtype=torch.uint8).view(torch.float8_e4m3fn).float()
+    mids = (grid[1:] + grid[:-1]) / 2
+    rnd = torch.rand(1500, generator=torch.Generator().manual_seed(0)) ** 4 * 448
+    x = torch.cat([grid, mids, mids.nextafter(torch.tensor(0.0)), mids.nextafter(torch.tensor(1e9)), rnd])
+    x = x.clamp(0, 448).contiguous()
+    v, b = torch.empty_like(x), torch.empty(x.shape, dtype=torch.uint8)
+    _e4m3_kernel[(1,)](x, v, b, x.numel(), BLOCK=triton.next_power_of_2(x.numel()))
+    ref = x.to(torch.float8_e4m3fn)
+    assert torch.equal(b, ref.view(torch.uint8))
+    assert torch.equal(v, ref.float())
+
+
+def _weight(N, K, seed, rule="mse", per_row_gw=False):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(N, K, generator=g)
+    t = nvfp4.quantize(w, rule)
+    if per_row_gw:  # unequal per-output-row scales (fused shards)
+        t.global_scale = t.global_scale * torch.linspace(0.5, 2, N).reshape(N, 1)
+    return t
+
+
+_CONFIGS = [
+    tg.GemmConfig("gemv", BM=1, BN=16, BK=64),
+    tg.GemmConfig("gemv", BM=2, BN=16, BK=32, split_k=3),
+    tg.GemmConfig("tc", BM=16, BN=16, BK=64),
+    tg.GemmConfig("tc", BM=16, BN=32, BK=32, split_k=2),
+    tg.GemmConfig("tc", BM=32, BN=16, BK=32, group_m=2),
+    tg.GemmConfig("dq"),
+]
+
+
+@interpret
+@pytest.mark.parametrize("cfg", _CONFIGS, ids=lambda c: c.short())
+def test_gemm_paths_interpreted(cfg):
+    N, K = 40, 80  # N not a multiple of BN, K not a multiple of BK
+    for i, (M, mode, per_row_gw) in enumerate([(1, "none", False), (3, "token", True), (5, "tensor", False),
+                                               (33, "static", False)]):
+        if cfg.kind == "gemv" and M > 4:
+            continue
+        wq = _weight(N, K, seed=i, per_row_gw=per_row_gw)
+        x = _acts((M, K), seed=10 + i)
+        bias = torch.randn(N).to(torch.bfloat16)
+        gw = wq.global_scale.reshape(-1)
+        gw_float = float(gw) if gw.numel() == 1 else None
+        if mode == "none":
+            out = tg.fp4_gemm(x, wq.data, wq.scales, gw, bias=bias, config=cfg, gw_float=gw_float)
+        else:
+            amax = 3.0 if mode == "static" else None
+            q = tq.quantize_triton(x, "mse", per_row=mode == "token", amax=amax, write_packed=False,
+                                   dequant_dtype=torch.bfloat16)
+            out = tg.fp4_gemm(q.dequant, wq.data, wq.scales, gw, ga=q.global_scale, bias=bias,
+                              out_dtype=x.dtype, config=cfg)
+        ref = nvfp4.reference_linear(x, wq, bias, per_row=mode == "token", act_quant=mode != "none",
+                                     act_amax=3.0 if mode == "static" else None)
+        # Only the fp32 accumulation order differs: at most one bf16 rounding step apart.
+        torch.testing.assert_close(out.float(), ref.float(), rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+
+
+@interpret
+def test_backend_linear_interpreted():
+    be = TritonBackend()
+    wq = _weight(24, 64, seed=3)
+    qw = be.prepare_weight(QuantizedWeight.from_nvfp4(wq))
+    x = _acts((2, 3, 64), seed=4)  # 3-D input: leading dims are kept
+    bias = torch.randn(24).to(torch.bfloat16)
+    for mode in ("none", "token", "tensor", "static"):
+        amax = torch.tensor(2.5) if mode == "static" else None
+        out = be.linear(x, qw, bias, ActivationQuant("mae", mode), input_amax=amax)
+        ref = nvfp4.reference_linear(x, wq, bias, act_rule="mae", per_row=mode == "token",
+                                     act_quant=mode != "none", act_amax=amax)
+        assert out.shape == (2, 3, 24) and out.dtype == x.dtype
+        torch.testing.assert_close(out.float(), ref.float(), rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+    with pytest.raises(ValueError, match="static"):
+        be.linear(x, qw, bias, ActivationQuant("mse", "static"))
+
+
+def test_is_available_needs_cuda_8_or_9():
+    assert not TritonBackend.is_available(torch.device("cpu"))
+    if HAS_CUDA:
+        major, _ = torch.cuda.get_device_capability()
+        assert TritonBackend.is_available(torch.device("cuda")) == (major in (8, 9))
+
+
+# ---------------------------------------------------------------- GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("rule", RULES)
+def test_quantizer_bit_exact_gpu(rule):
+    for mode in ("token", "tensor"):
+        x = _acts((512, 4096), seed=1).cuda()
+        x[0, :32] = 0
+        q = tq.quantize_triton(x, rule, per_row=mode == "token", dequant_dtype=torch.bfloat16)
+        r = nvfp4.quantize(x.cpu(), rule, per_row=mode == "token")
+        _assert_quant_equal(q, r, mode == "token")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("M", [1, 7, 16, 48, 300, 1024])
+def test_backend_vs_reference_gpu(M):
+    be = TritonBackend()
+    N, K = 1536, 2048
+    wq = _weight(N, K, seed=M)
+    qw = be.prepare_weight(QuantizedWeight.from_nvfp4(
+        nvfp4.NVFP4Tensor(wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda())))
+    x = _acts((M, K), seed=M + 1)
+    bias = torch.randn(N).to(torch.bfloat16)
+    for mode in ("none", "token", "tensor"):
+        out = be.linear(x.cuda(), qw, bias.cuda(), ActivationQuant("mse", mode)).float().cpu()
+        ref = nvfp4.reference_linear(x, wq, bias, per_row=mode == "token", act_quant=mode != "none").float()
+        torch.testing.assert_close(out, ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+
+
+@pytest.mark.gpu
+def test_split_k_deterministic_and_graph_capturable_gpu():
+    N, K = 1024, 4096
+    wq = _weight(N, K, seed=0)
+    data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
+    x = _acts((4, K), seed=1).cuda()
+    cfg = tg.GemmConfig("tc", BM=16, BN=32, BK=128, split_k=8)
+    first = tg.fp4_gemm(x, data, scales, gw, config=cfg)
+    for _ in range(3):
+        assert torch.equal(tg.fp4_gemm(x, data, scales, gw, config=cfg), first)
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        tg.fp4_gemm(x, data, scales, gw, config=cfg)
+    torch.cuda.current_stream().wait_stream(s)
+    with torch.cuda.graph(g):
+        out = tg.fp4_gemm(x, data, scales, gw, config=cfg)
+    for _ in range(2):
+        g.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(out, first)

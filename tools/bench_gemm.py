@@ -1,0 +1,253 @@
+"""Benchmark (and check) the Hopper Triton NVFP4 GEMMs against bf16 cuBLAS and the reference backend.
+
+For every Llama-3-8B linear shape (N, K) and M, times in one run, side by side,
+with ``triton.testing.do_bench`` (median; the L2 cache is flushed before every
+repetition, so weights come from HBM as in a real forward pass):
+
+- ``bf16``: ``torch.matmul(x, W_bf16.T)`` (cuBLAS), the baseline;
+- ``W4A16``: the triton backend, bf16 activations, packed FP4 weights;
+- ``W4A4``: the triton backend, 4/6 per-token activation quantization + GEMM;
+- ``ref``: the reference backend (``nvfp4.reference_linear``, W4A4 per token).
+
+``--check`` first verifies on the GPU: the quantizer bit for bit against the
+CPU oracle ``nvfp4.quantize`` (all rules, per-token and per-tensor), and every
+GEMM path against ``nvfp4.reference_linear`` (CPU, fp32). ``--sweep`` also
+times candidate tile configurations per shape and M (for tuning
+``select_config``).
+
+    PYTHONPATH=. python3 tools/bench_gemm.py --check [--sweep] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SHAPES = [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]
+MS = [1, 16, 64, 256, 1024, 4096]
+RULES = ("mse", "mae", "abs_max", "static_6", "static_4")
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _activations(M: int, K: int, gen: torch.Generator, device="cuda") -> torch.Tensor:
+    # Heavy-ish tails and a few outlier channels, like LLM activations.
+    x = torch.randn(M, K, generator=gen, device="cpu")
+    x = x * torch.exp(0.5 * torch.randn(1, K, generator=gen))
+    return x.to(torch.bfloat16).to(device)
+
+
+def check_quantizer(rows: int, K: int, gen: torch.Generator) -> list[str]:
+    from vllm_fouroversix import nvfp4
+    from vllm_fouroversix.kernels.triton_quantize import quantize_triton
+
+    lines = ["| rule | mode | rows x K | blocks | code bytes differing | scales differing | global scales equal | decoded equal |",
+             "|---|---|---|---|---|---|---|---|"]
+    for rule in RULES:
+        for per_row in (True, False):
+            x = _activations(rows, K, gen)
+            x[0, :64] = 0  # a zero block
+            if per_row:
+                x[1] = 0  # a zero row
+            q = quantize_triton(x, rule, per_row=per_row, dequant_dtype=torch.bfloat16)
+            torch.cuda.synchronize()
+            r = nvfp4.quantize(x.cpu(), rule, per_row=per_row)
+            d_bytes = int((q.data.cpu() != r.data).sum())
+            d_sc = int((q.scales.view(torch.uint8).cpu() != r.scales.view(torch.uint8)).sum())
+            g_eq = torch.equal(q.global_scale.cpu().reshape(-1), r.global_scale.float().reshape(-1))
+            deq_eq = torch.equal(q.dequant.float().cpu(), nvfp4._decode_blocks(r))
+            lines.append(f"| {rule} | {'token' if per_row else 'tensor'} | {rows}x{K} | {rows * K // 16} | "
+                         f"{d_bytes} | {d_sc} | {g_eq} | {deq_eq} |")
+            _log(lines[-1])
+    return lines
+
+
+def check_gemm(gen: torch.Generator) -> list[str]:
+    from vllm_fouroversix import nvfp4
+    from vllm_fouroversix.backends.base import ActivationQuant, QuantizedWeight
+    from vllm_fouroversix.backends.triton import TritonBackend
+    from vllm_fouroversix.kernels.triton_gemm import GemmConfig, fp4_gemm, select_config
+
+    be = TritonBackend()
+    lines = ["| N x K | M | mode | path | max abs err / max abs ref | rel Frobenius err | bf16 ulps > 1 | written |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (N, K) in [(4096, 4096), (1024, 14336), (384, 272)]:
+        w = torch.randn(N, K, generator=gen)
+        wq = nvfp4.quantize(w, "mse")
+        qw = be.prepare_weight(QuantizedWeight.from_nvfp4(
+            nvfp4.NVFP4Tensor(wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda())))
+        bias = torch.randn(N, generator=gen).to(torch.bfloat16)
+        for M in (1, 3, 16, 48, 200, 1024):
+            x = _activations(M, K, gen)
+            for mode in ("none", "token", "tensor"):
+                act = ActivationQuant("mse", mode)
+                out = be.linear(x, qw, bias.cuda(), act).float().cpu()
+                ref = nvfp4.reference_linear(x.cpu(), wq, bias, per_row=mode == "token",
+                                             act_quant=mode != "none").float()
+                err = (out - ref).abs()
+                rel = (err.norm() / ref.norm()).item()
+                ulp = (err > ref.abs() * 2 ** -7 + 1e-6).sum().item()
+                cfg = select_config(M, N, K, torch.device("cuda"))
+                lines.append(f"| {N}x{K} | {M} | {mode} | {cfg.short()} | {err.max().item() / ref.abs().max().item():.2e} "
+                             f"| {rel:.2e} | {ulp} | {bool(torch.isfinite(out).all())} |")
+                _log(lines[-1])
+            # every explicit path on this shape (W4A16, bias, scalar gw)
+            for cfg in (GemmConfig("gemv", BM=1, BN=16, BK=256), GemmConfig("tc", BM=16, BN=64, BK=128),
+                        GemmConfig("tc", BM=128, BN=128, BK=64, num_warps=8), GemmConfig("dq")):
+                if cfg.kind == "gemv" and M > 4:
+                    continue
+                out = fp4_gemm(x, qw.data, qw.scales, qw.global_scale, bias=bias.cuda(), config=cfg).float().cpu()
+                ref = nvfp4.reference_linear(x.cpu(), wq, bias, act_quant=False).float()
+                rel = ((out - ref).norm() / ref.norm()).item()
+                lines.append(f"| {N}x{K} | {M} | none | {cfg.short()} (forced) | - | {rel:.2e} | - | - |")
+                _log(lines[-1])
+    return lines
+
+
+def _bench(fn, rep_ms: int) -> float:
+    import triton
+
+    return triton.testing.do_bench(fn, warmup=max(5, rep_ms // 4), rep=rep_ms, return_mode="median")
+
+
+def _bench_graph(fn, rep_ms: int) -> float:
+    """GPU time of ``fn`` captured in a CUDA graph (as vLLM runs decode), L2 flushed before each replay.
+
+    Without the graph, a few-microsecond kernel is timed together with its
+    Python launch cost whenever that exceeds the flush that do_bench puts
+    before it; the graph removes the host from the measurement for every
+    contender alike.
+    """
+    fn()
+    fn()  # compile, allocate workspaces outside the capture
+    torch.cuda.synchronize()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    g.replay()
+    torch.cuda.synchronize()
+    return _bench(g.replay, rep_ms)
+
+
+def bench(args: argparse.Namespace, gen: torch.Generator) -> tuple[list[str], list[dict]]:
+    from vllm_fouroversix import nvfp4
+    from vllm_fouroversix.backends.base import ActivationQuant, QuantizedWeight
+    from vllm_fouroversix.backends.reference import ReferenceBackend
+    from vllm_fouroversix.backends.triton import TritonBackend
+    from vllm_fouroversix.kernels.triton_gemm import GemmConfig, fp4_gemm, select_config
+
+    be, ref_be = TritonBackend(), ReferenceBackend()
+    a16, a4 = ActivationQuant("mse", "none"), ActivationQuant("mse", "token")
+    lines = ["| N x K | M | bf16 cuBLAS (us) | W4A16 (us) | W4A4 (us) | reference (us) | bf16/W4A16 | bf16/W4A4 | ref/W4A4 | path |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = []
+    for (N, K) in args.shapes:
+        w = torch.randn(N, K, device="cuda") * 0.02
+        wq = nvfp4.quantize(w, "mse")
+        w_bf16 = w.to(torch.bfloat16)
+        qw = be.prepare_weight(QuantizedWeight.from_nvfp4(wq))
+        bias = None
+        for M in args.ms:
+            x = _activations(M, K, gen)
+            t_bf16 = _bench_graph(lambda: torch.matmul(x, w_bf16.T), args.rep)
+            t_a16 = _bench_graph(lambda: be.linear(x, qw, bias, a16), args.rep)
+            t_a4 = _bench_graph(lambda: be.linear(x, qw, bias, a4), args.rep)
+            t_ref = _bench(lambda: ref_be.linear(x, qw, bias, a4), min(args.rep, 50)) if args.ref else float("nan")
+            cfg = select_config(M, N, K, torch.device("cuda"))
+            row = dict(N=N, K=K, M=M, bf16=t_bf16, w4a16=t_a16, w4a4=t_a4, ref=t_ref, path=cfg.short())
+            rows.append(row)
+            lines.append(f"| {N}x{K} | {M} | {t_bf16 * 1e3:.1f} | {t_a16 * 1e3:.1f} | {t_a4 * 1e3:.1f} | "
+                         f"{t_ref * 1e3:.0f} | {t_bf16 / t_a16:.2f} | {t_bf16 / t_a4:.2f} | {t_ref / t_a4:.1f} | {cfg.short()} |")
+            _log(lines[-1])
+            if args.sweep:
+                for cfg in _sweep_configs(M):
+                    try:
+                        t = _bench_graph(lambda: fp4_gemm(x, qw.data, qw.scales, qw.global_scale, config=cfg,
+                                                          gw_float=qw.extra.get("gw_float")), args.rep)
+                    except Exception as e:  # noqa: BLE001 - a config that does not compile is reported
+                        _log(f"  sweep {cfg.short()}: FAILED {type(e).__name__}: {str(e)[:200]}")
+                        continue
+                    rows.append(dict(N=N, K=K, M=M, sweep=cfg.short(), t=t, bf16=t_bf16))
+                    _log(f"  sweep {N}x{K} M={M} {cfg.short():32s} {t * 1e3:8.1f} us  bf16/this {t_bf16 / t:.2f}")
+        del w, w_bf16, qw, wq
+        torch.cuda.empty_cache()
+    return lines, rows
+
+
+def _sweep_configs(M: int):
+    from vllm_fouroversix.kernels.triton_gemm import GemmConfig as C
+
+    if M <= 4:
+        return [C("gemv", BM=1 if M == 1 else 4, BN=bn, BK=bk, num_warps=nw, num_stages=st)
+                for bn, bk, nw, st in ((16, 256, 4, 4), (32, 512, 8, 4), (8, 512, 2, 4), (16, 512, 4, 3),
+                                       (32, 256, 4, 4))] + [
+                C("tc", BM=16, BN=bn, BK=bk, num_warps=nw, num_stages=st)
+                for bn, bk, nw, st in ((64, 128, 4, 4), (128, 128, 4, 3), (32, 256, 4, 4))]
+    if M <= 64:
+        bm = 16 if M <= 16 else 64
+        return [C("tc", BM=bm, BN=bn, BK=bk, num_warps=nw, num_stages=st)
+                for bn, bk, nw, st in ((64, 128, 4, 4), (128, 128, 4, 3), (64, 64, 4, 5), (64, 256, 4, 3),
+                                       (32, 256, 4, 4))]
+    return [C("tc", BM=bm, BN=bn, BK=bk, num_warps=nw, num_stages=st)
+            for bm, bn, bk, nw, st in ((128, 128, 64, 8, 4), (128, 64, 128, 4, 4), (256, 128, 64, 8, 3))] + [C("dq")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="correctness checks first")
+    ap.add_argument("--sweep", action="store_true", help="also time candidate tile configs")
+    ap.add_argument("--no-ref", dest="ref", action="store_false", help="skip timing the reference backend")
+    ap.add_argument("--rep", type=int, default=100, help="do_bench repetition time (ms)")
+    ap.add_argument("--ms", type=int, nargs="+", default=MS)
+    ap.add_argument("--shapes", type=lambda s: tuple(int(v) for v in s.split("x")), nargs="+", default=SHAPES,
+                    help="N x K, e.g. 4096x4096")
+    ap.add_argument("--out", type=Path, default=None, help="write tables and JSON here")
+    args = ap.parse_args()
+
+    import triton
+
+    dev = torch.cuda.get_device_name()
+    head = (f"{dev}, torch {torch.__version__}, triton {triton.__version__}, "
+            f"CPU torch capability {torch.backends.cpu.get_cpu_capability()}")
+    _log(head)
+    gen = torch.Generator().manual_seed(0)
+    out = [head, ""]
+    t0 = time.time()
+    if args.check:
+        for title, fn in (("Quantizer vs nvfp4.quantize (CPU)", lambda: check_quantizer(2048, 4096, gen)),
+                          ("GEMM vs nvfp4.reference_linear (CPU fp32)", lambda: check_gemm(gen))):
+            try:
+                out += [f"## {title}", ""] + fn() + [""]
+            except Exception as e:  # noqa: BLE001 - keep going to the timings, report the failure
+                import traceback
+
+                traceback.print_exc()
+                out += [f"## {title}", "", f"FAILED: {type(e).__name__}: {e}", ""]
+            _log(f"[{title}: {time.time() - t0:.0f}s]")
+    lines, rows = bench(args, gen)
+    out += ["## Times (median, us)", ""] + lines
+    _log(f"[bench {time.time() - t0:.0f}s]")
+    text = "\n".join(out)
+    print("\n" + "\n".join(lines))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench_gemm.md").write_text(text + "\n")
+        (args.out / "bench_gemm.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
