@@ -42,7 +42,7 @@ def run(cmd: list[str]) -> dict:
     if p.returncode != 0:
         sys.stderr.write(p.stderr[-4000:])
         raise SystemExit(f"failed: {' '.join(cmd)}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
 
 
 def convert(model: Path, wrule: str, arule: str, amode: str) -> Path:

@@ -21,7 +21,7 @@ Modes:
 Examples:
   .venv/bin/python tools/eval_ppl.py MODEL_DIR --engine vllm
   .venv/bin/python tools/eval_ppl.py MODEL_DIR --engine hf --simulate static_6 --act-rule static_6
-Prints one JSON line with the result.
+Prints the result as one line "RESULT {json}" (vLLM also writes to stdout).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def main() -> None:
         "act_rule": args.act_rule if args.simulate else None,
         "act_mode": args.act_mode,
     }
-    print(json.dumps(res))
+    print("RESULT " + json.dumps(res), flush=True)
 
 
 if __name__ == "__main__":

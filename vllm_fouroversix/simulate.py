@@ -175,7 +175,9 @@ def load_checkpoint_model(
     tied = getattr(config, "tie_word_embeddings", False)
     if tied:
         model.tie_weights()
-    missing = [m for m in missing if not (tied and m.endswith("lm_head.weight"))]
+    fake = tuple(n + "." for n, m in model.named_modules() if isinstance(m, FakeQuantLinear))
+    # FakeQuantLinear modules were filled from the checkpoint already.
+    missing = [m for m in missing if not m.startswith(fake) and not (tied and m.endswith("lm_head.weight"))]
     if missing:
         raise ValueError(f"{ckpt}: tensors missing from the checkpoint: {missing[:5]}")
     model.eval()
