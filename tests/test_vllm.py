@@ -138,7 +138,7 @@ def _llm(args: dict[str, Any]):
         model=args["model"],
         dtype="bfloat16",
         enforce_eager=args.get("enforce_eager", True),
-        max_model_len=128,
+        max_model_len=args.get("max_model_len", 128),
         seed=0,
         tensor_parallel_size=args.get("tp", 1),
         max_num_seqs=8,
@@ -180,6 +180,29 @@ def run_scenario(scenario: str, args: dict[str, Any]) -> dict[str, Any]:
     if scenario == "logprobs":
         llm = _llm(args)
         return _logprobs(llm)
+    if scenario == "ppl":
+        import math
+        import time
+
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        llm = _llm({**args, "max_model_len": 512})
+        t0 = time.time()
+        greedy = llm.generate(args["prompts"], SamplingParams(max_tokens=args.get("max_tokens", 8), temperature=0.0),
+                              use_tqdm=False)
+        t1 = time.time()
+        sp = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outs = llm.generate([TokensPrompt(prompt_token_ids=w) for w in args["windows"]], sp, use_tqdm=False)
+        nll, count = 0.0, 0
+        for w, o in zip(args["windows"], outs):
+            for i in range(1, len(w)):
+                nll -= o.prompt_logprobs[i][w[i]].logprob
+                count += 1
+        return {
+            "ppl": math.exp(nll / count), "tokens": count, "greedy": [o.outputs[0].text for o in greedy],
+            "greedy_s": round(t1 - t0, 1), "ppl_s": round(time.time() - t1, 1),
+        }
     if scenario == "load_errors":
         from vllm.distributed import cleanup_dist_env_and_memory
 
