@@ -119,6 +119,48 @@ def _bench(fn, rep_ms: int) -> float:
     return triton.testing.do_bench(fn, warmup=max(5, rep_ms // 4), rep=rep_ms, return_mode="median")
 
 
+def _bench_rotating(make_fn, copies: int, reps: int = 30) -> float:
+    """GPU time of one call, from a CUDA graph of ``copies`` calls on distinct weight copies.
+
+    The copies together exceed the 50 MB L2, so every call reads its weight
+    from HBM (as each layer of a real forward pass does) without the dirty-L2
+    flush of do_bench; the graph removes host launch costs (as vLLM's decode
+    graphs do). Median over ``reps`` replays, divided by ``copies``.
+    """
+    fns = [make_fn(i) for i in range(copies)]
+    for f in fns[:2]:
+        f()
+        f()
+    torch.cuda.synchronize()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for f in fns:
+            f()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for f in fns:
+            f()
+    for _ in range(3):
+        g.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / copies)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def _copies(nbytes: int) -> int:
+    return max(2, min(24, -(-160 * 2**20 // nbytes)))
+
+
 def _bench_graph(fn, rep_ms: int) -> float:
     """GPU time of ``fn`` captured in a CUDA graph (as vLLM runs decode), L2 flushed before each replay.
 
@@ -154,6 +196,8 @@ def bench(args: argparse.Namespace, gen: torch.Generator) -> tuple[list[str], li
     a16, a4 = ActivationQuant("mse", "none"), ActivationQuant("mse", "token")
     lines = ["| N x K | M | bf16 cuBLAS (us) | W4A16 (us) | W4A4 (us) | reference (us) | bf16/W4A16 | bf16/W4A4 | ref/W4A4 | path |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    rot = ["| N x K | M | bf16 cuBLAS (us) | W4A16 (us) | W4A4 (us) | bf16/W4A16 | bf16/W4A4 | copies bf16/fp4 |",
+           "|---|---|---|---|---|---|---|---|"]
     rows = []
     for (N, K) in args.shapes:
         w = torch.randn(N, K, device="cuda") * 0.02
@@ -169,6 +213,19 @@ def bench(args: argparse.Namespace, gen: torch.Generator) -> tuple[list[str], li
             t_ref = _bench(lambda: ref_be.linear(x, qw, bias, a4), min(args.rep, 50)) if args.ref else float("nan")
             cfg = select_config(M, N, K, torch.device("cuda"))
             row = dict(N=N, K=K, M=M, bf16=t_bf16, w4a16=t_a16, w4a4=t_a4, ref=t_ref, path=cfg.short())
+            if args.rotate:
+                cb, cq = _copies(N * K * 2), _copies(N * K * 9 // 16)
+                wb = [w_bf16] + [w_bf16.clone() for _ in range(cb - 1)]
+                wqs = [qw] + [QuantizedWeight(qw.data.clone(), qw.scales.clone(), qw.global_scale.clone(), N, K,
+                                              extra=dict(qw.extra)) for _ in range(cq - 1)]
+                r_bf16 = _bench_rotating(lambda i: (lambda: torch.matmul(x, wb[i].T)), cb)
+                r_a16 = _bench_rotating(lambda i: (lambda: be.linear(x, wqs[i], bias, a16)), cq)
+                r_a4 = _bench_rotating(lambda i: (lambda: be.linear(x, wqs[i], bias, a4)), cq)
+                del wb, wqs
+                row.update(rot_bf16=r_bf16, rot_w4a16=r_a16, rot_w4a4=r_a4)
+                rot.append(f"| {N}x{K} | {M} | {r_bf16 * 1e3:.1f} | {r_a16 * 1e3:.1f} | {r_a4 * 1e3:.1f} | "
+                           f"{r_bf16 / r_a16:.2f} | {r_bf16 / r_a4:.2f} | {cb}/{cq} |")
+                _log(rot[-1])
             rows.append(row)
             lines.append(f"| {N}x{K} | {M} | {t_bf16 * 1e3:.1f} | {t_a16 * 1e3:.1f} | {t_a4 * 1e3:.1f} | "
                          f"{t_ref * 1e3:.0f} | {t_bf16 / t_a16:.2f} | {t_bf16 / t_a4:.2f} | {t_ref / t_a4:.1f} | {cfg.short()} |")
@@ -185,6 +242,9 @@ def bench(args: argparse.Namespace, gen: torch.Generator) -> tuple[list[str], li
                     _log(f"  sweep {N}x{K} M={M} {cfg.short():32s} {t * 1e3:8.1f} us  bf16/this {t_bf16 / t:.2f}")
         del w, w_bf16, qw, wq
         torch.cuda.empty_cache()
+    if args.rotate:
+        lines += ["", "Rotating weight copies (no L2 flush), CUDA graph of all copies, median of 30 replays / copies:",
+                  ""] + rot
     return lines, rows
 
 
@@ -210,6 +270,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="correctness checks first")
     ap.add_argument("--sweep", action="store_true", help="also time candidate tile configs")
+    ap.add_argument("--rotate", action="store_true", help="also time with rotating weight copies (no flush)")
     ap.add_argument("--no-ref", dest="ref", action="store_false", help="skip timing the reference backend")
     ap.add_argument("--rep", type=int, default=100, help="do_bench repetition time (ms)")
     ap.add_argument("--ms", type=int, nargs="+", default=MS)

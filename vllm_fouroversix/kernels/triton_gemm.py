@@ -354,18 +354,29 @@ def _split_for(tiles: int, k_tiles: int, sms: int, max_split: int = 8) -> int:
 
 
 def select_config(M: int, N: int, K: int, device: torch.device | None = None) -> GemmConfig:
-    """The path and tile shape for an M x N x K product (tuned on an H100, see benchmarks/hopper.md)."""
+    """The path and tile shape for an M x N x K product.
+
+    Picked from the sweep of ``tools/bench_gemm.py --sweep`` on an H100 (see
+    benchmarks/hopper.md): the CUDA-core GEMV up to M = 4, split-K
+    tensor-core tiles up to M = 128, and for larger M (prefill) the weight is
+    decoded once into a bf16 workspace followed by a plain GEMM ('dq').
+    """
     sms = _num_sms(device) if device is not None else 132
     if M <= 4:
-        BN, BK = 16, 256
-        cfg = GemmConfig(kind="gemv", BM=1 if M == 1 else triton.next_power_of_2(M), BN=BN, BK=BK,
-                         num_warps=4, num_stages=4)
-    elif M <= 64:
-        BM = 16 if M <= 16 else (32 if M <= 32 else 64)
-        cfg = GemmConfig(kind="tc", BM=BM, BN=64, BK=128, num_warps=4, num_stages=4)
+        cfg = GemmConfig(kind="gemv", BM=triton.next_power_of_2(M), BN=32, BK=512, num_warps=8, num_stages=4)
+    elif M <= 16:
+        if N >= 16384:
+            cfg = GemmConfig(kind="tc", BM=16, BN=64, BK=128, num_warps=4, num_stages=4)
+        else:
+            cfg = GemmConfig(kind="tc", BM=16, BN=64, BK=256, num_warps=4, num_stages=3)
+    elif M <= 128:
+        BM = 32 if M <= 32 else 64
+        if N >= 6144:
+            cfg = GemmConfig(kind="tc", BM=BM, BN=64, BK=64, num_warps=4, num_stages=5)
+        else:
+            cfg = GemmConfig(kind="tc", BM=BM, BN=64, BK=128, num_warps=4, num_stages=4)
     else:
-        BM = 64 if M <= 128 else 128
-        cfg = GemmConfig(kind="tc", BM=BM, BN=128, BK=64, num_warps=8 if BM == 128 else 4, num_stages=4)
+        return GemmConfig(kind="dq")
     return _with_split(cfg, M, N, K, sms)
 
 
