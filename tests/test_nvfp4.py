@@ -373,3 +373,19 @@ def test_block_sum_order_is_torch_cpu_order() -> None:
     for j in range(1, 16):
         naive = naive + e[:, j]
     assert not torch.equal(nvfp4.block_sum(e), naive)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("per_row", [False, True])
+def test_cuda_bit_exact_with_cpu(vectors, rule: str, per_row: bool) -> None:
+    """nvfp4 on a GPU gives the same bytes as on CPU (true divisions, fixed sum order)."""
+    g = torch.Generator().manual_seed(21)
+    xs = [vectors[f"{c}.input"] for c in _cases(vectors)]
+    xs.append(torch.randn(512, 4096, generator=g) * torch.logspace(-4, 2, 512, ).unsqueeze(1))
+    for x in xs:
+        a = nvfp4.quantize(x, rule, per_row=per_row)
+        b = nvfp4.quantize(x.cuda(), rule, per_row=per_row)
+        assert torch.equal(a.data, b.data.cpu())
+        assert torch.equal(a.scales.view(torch.uint8), b.scales.view(torch.uint8).cpu())
+        assert torch.equal(a.global_scale, b.global_scale.cpu())

@@ -178,6 +178,24 @@ def _code_table(device: torch.device) -> torch.Tensor:
     return t
 
 
+_CONST_CACHE: dict[tuple[float, torch.device], torch.Tensor] = {}
+
+
+def _const(v: float, device: torch.device) -> torch.Tensor:
+    """A 0-d float32 tensor on ``device``, to divide by.
+
+    On CUDA, torch computes ``t / python_float`` (or a CPU scalar tensor) as
+    ``t * (1 / v)``, which rounds differently from the SPEC's division; a
+    device tensor divisor gets a true IEEE division on every device.
+    """
+    key = (v, device)
+    t = _CONST_CACHE.get(key)
+    if t is None:
+        t = torch.tensor(v, dtype=torch.float32, device=device)
+        _CONST_CACHE[key] = t
+    return t
+
+
 def _to_e4m3(s_hp: torch.Tensor) -> torch.Tensor:
     # Round to nearest even, saturating at 448 (e4m3fn has no inf).
     return s_hp.clamp(max=448.0).to(torch.float8_e4m3fn)
@@ -192,7 +210,7 @@ def _candidate(
     expand: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One scaling candidate: (codes of |x| [R, nb, 16], e4m3 scales [R, nb])."""
-    s_hp = (bmax / M) * enc
+    s_hp = (bmax / _const(M, bmax.device)) * enc
     if expand:
         s_hp = s_hp * 1.5
     s = _to_e4m3(s_hp)
@@ -222,7 +240,7 @@ def _block_error(
     # deq = q * float(s) * amax / 1536, left to right in FP32. Each block has
     # only 8 possible values, so build them per block once and gather.
     lut = _lut(a.device)
-    table = (lut * s.float().unsqueeze(-1)) * amax.unsqueeze(-1) / 1536.0  # [R, nb, 8]
+    table = (lut * s.float().unsqueeze(-1)) * amax.unsqueeze(-1) / _const(1536.0, a.device)  # [R, nb, 8]
     deq = torch.gather(table, -1, codes)
     # deq and x share their sign (or deq is 0), so |deq - x| = ||deq| - |x||.
     d = deq.sub_(a)
@@ -312,7 +330,7 @@ def quantize(
         if pick4 is not None:
             pick4[r0:r1] = p4
 
-    g = am / c.MS
+    g = am / _const(c.MS, am.device)
     if per_row:
         g = g.reshape(*lead, 1)
     return NVFP4Tensor(
@@ -340,7 +358,7 @@ def _quantize_rows(
         return None, None, None
     zero = am == 0
     safe = torch.where(zero, torch.ones_like(am), am)
-    enc = torch.tensor(c.MS, dtype=torch.float32, device=x.device) / safe
+    enc = _const(c.MS, x.device) / safe
     dec = 1.0 / enc
     enc = torch.where(zero, torch.zeros_like(enc), enc)  # amax 0: all scales 0
     codes, s = _candidate(a, bmax, c.M, enc, dec, expand=False)
