@@ -70,8 +70,10 @@ class ReferenceBackend(Backend):
         x2 = x.reshape(-1, K)
         w_blocks = decode_blocks(t.data, t.scales)
         gw = t.global_scale.float().reshape(-1)
+        nan_rows = None
         if act.mode != "none":
             per_row = act.mode == "token"
+            x2, act_amax, nan_rows = _sanitize(x2, act, act_amax)
             a = nvfp4.quantize(x2, act.rule, per_row=per_row, amax=act_amax)
             a_blocks = decode_blocks(a.data, a.scales)
             ga = a.global_scale.float().reshape(-1, 1) if per_row else a.global_scale.float()
@@ -80,4 +82,46 @@ class ReferenceBackend(Backend):
             out = (x2.float() @ w_blocks.T) * gw
         if bias is not None:
             out = out + bias.float()
+        if nan_rows is not None:
+            out[nan_rows] = float("nan")
         return out.to(x.dtype).reshape(*lead, w.n)
+
+
+def _sanitize(
+    x2: torch.Tensor, act: ActivationQuant, amax: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Keep the engine alive on inputs the SPEC math cannot quantize.
+
+    ``nvfp4.quantize`` raises on NaN/Inf and breaks on a (non-zero) amax so
+    small that ``(M*S)/amax`` overflows float32 (subnormal rows). Real
+    activations never get there, but vLLM's warm-up and profiling runs feed
+    uninitialized memory through the model, and a GPU kernel would not raise.
+    Here such rows (the whole tensor, for per-tensor scales) are quantized as
+    zeros (the SPEC's amax == 0 case) and the non-finite ones give NaN output
+    rows. Every other row is computed exactly as before.
+    Returns (x2, amax, bool rows to set to NaN or None).
+    """
+    if x2.numel() == 0:
+        return x2, amax, None
+    limit = nvfp4.rule_constants(act.rule).MS / torch.finfo(torch.float32).max
+    rows = x2.shape[0]
+    row_max = x2.abs().amax(-1).float()  # NaN/Inf propagate
+    bad_rows = ~torch.isfinite(row_max)  # these give NaN outputs
+    if act.mode == "token":
+        m = row_max if amax is None else amax.float().reshape(-1).expand(rows)
+    elif act.mode == "tensor":
+        m = (row_max.amax() if amax is None else amax.float().reshape(())).expand(rows)
+        bad_rows = bad_rows.any().expand(rows)  # one amax for all rows
+    else:  # static: a calibrated amax; rows are independent
+        m = amax.float().reshape(()).expand(rows)
+    bad_scale = ~torch.isfinite(m) | ((m > 0) & (m < limit))
+    drop = bad_rows | bad_scale
+    if not bool(drop.any()):
+        return x2, amax, None
+    x2 = torch.where(drop.unsqueeze(-1), torch.zeros_like(x2), x2)
+    if act.mode == "token" and amax is not None:
+        amax = torch.where(drop, torch.zeros_like(m), m)
+    elif act.mode != "token" and bool(bad_scale.any()):
+        amax = torch.zeros((), dtype=torch.float32, device=x2.device)  # all rows dropped
+    nan_rows = bad_rows | (bad_scale & ~torch.isfinite(m))
+    return x2, amax, nan_rows if bool(nan_rows.any()) else None
