@@ -123,7 +123,8 @@ def _w_check_layers(model: torch.nn.Module, ref_dir: str) -> dict[str, Any]:
             "float_full": [
                 pn for pn, p in mod.named_parameters() if p.is_floating_point() and p.numel() >= n_k
             ],
-            "bytes": sum(p.numel() * p.element_size() for pn, p in mod.named_parameters() if pn != "bias"),
+            "bytes": sum(p.numel() * p.element_size() for pn, p in mod.named_parameters()
+                         if pn != "bias" and not pn.startswith("input_amax")),
             "weights": n_k,
         }
         mod._fos_test_hook.remove()
@@ -287,9 +288,9 @@ def _assert_exact(res: dict, expect_layers: int) -> None:
         assert m["params"]["weight"][0] == "torch.uint8", (name, m)
         # 0.5 byte per packed weight + 1/16 byte per block scale + the fp32 global
         # scale(s): one, or one per row when fused shards' scales differ.
-        rows = m["params"]["weight"][1][0]
-        g = m["params"]["weight_global_scale"][1]
-        assert m["bytes"] == m["weights"] * 0.5625 + 4 * (rows if g else 1), (name, m)
+        segs = [pn for pn in m["params"] if pn.startswith("weight_global_scale")]
+        g = sum(max(1, (m["params"][pn][1] or [1])[0]) for pn in segs)
+        assert m["bytes"] == m["weights"] * 0.5625 + 4 * g, (name, m)
 
 
 @pytest.mark.vllm
@@ -345,6 +346,27 @@ def test_unequal_fused_global_scales_are_exact(models, tmp_path):
     _requantize_shard(ckpt, "model.layers.1.mlp.up_proj", 0.5)
     res = run("layers", model=str(ckpt), ref_dir=str(ckpt))
     _assert_exact(res, expect_layers=8)
+
+
+@pytest.mark.vllm
+def test_static_input_scales_with_unequal_fused_shards(models, tmp_path):
+    """activation_global_scale static (calibrated input_scale), Qwen2 with q/k/v biases; one
+    fused group gets different input_scale per shard (one GEMM per shard then)."""
+    from safetensors.torch import load_file, save_file
+
+    calib = tmp_path / "calib.txt"
+    calib.write_text("It was the best of times, it was the worst of times. " * 40)
+    ckpt = _convert(models["qwen2_bf16"], tmp_path / "qwen2_static", activation_global_scale="static",
+                    calibration_file=calib, calibration_samples=2, calibration_seq_len=32)
+    f = next(ckpt.glob("*.safetensors"))
+    t = load_file(str(f))
+    k = "model.layers.1.self_attn.k_proj.input_scale"
+    t[k] = t[k] * 1.7
+    save_file(t, str(f), metadata={"format": "pt"})
+    res = run("layers", model=str(ckpt), ref_dir=str(ckpt))
+    _assert_exact(res, expect_layers=8)
+    qkv = res["memory"]["model.layers.1.self_attn.qkv_proj"]["params"]
+    assert {"input_amax", "input_amax_s1", "input_amax_s2"} <= set(qkv), qkv
 
 
 @pytest.mark.vllm
