@@ -423,6 +423,12 @@ def finish_layer(
     """Hand each part to the backend once; its tensors become the layer's parameters."""
     device = parts[0][2].data.device
     backend = select(device)
+    if backend.name == "reference" and device.type == "cuda":
+        _warn_once(
+            "fouroversix: the reference backend runs on CUDA here; it synchronizes with the host "
+            "while quantizing activations, so CUDA graphs cannot capture it: serve with "
+            "--enforce-eager (or use a GPU the triton/cutedsl backends support)"
+        )
     ops.backend_instance(backend.name, backend)
     ops.register_op()
     segments = []
