@@ -100,6 +100,49 @@ def test_e4m3_rounding_matches_torch_interpreted():
     assert torch.equal(v, ref.float())
 
 
+@triton.jit
+def _e2m1_kernel(y_ptr, v_ptr, c_ptr, p_ptr, n, BLOCK: tl.constexpr):
+    o = tl.arange(0, BLOCK)
+    m = o < n
+    v, c = tq._e2m1_round(tl.load(y_ptr + o, mask=m, other=0.0))
+    tl.store(v_ptr + o, v, mask=m)
+    tl.store(c_ptr + o, c, mask=m)
+    # the power of two that _deq reads off v: q / 3 for q = 1.5, 3, 6, else q
+    one = tl.full((1,), 1.0, tl.float32)
+    tl.store(p_ptr + o, tl.reshape(tq._deq(v[None, :], one, one), (BLOCK,)), mask=m)
+
+
+def _e2m1_inputs():
+    grid = torch.tensor([0.0, 0.5, 1, 1.5, 2, 3, 4, 6, 8, 12])
+    mids = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 7.0, 10.0])
+    pts = torch.cat([grid, mids])
+    pts = torch.cat([pts, pts.nextafter(torch.tensor(0.0)), pts.nextafter(torch.tensor(1e9))])
+    rnd = torch.rand(4000, generator=torch.Generator().manual_seed(1)) * 16
+    return torch.cat([pts, rnd, torch.tensor([1e-30, 3e-39, 100.0, 1e6])]).contiguous()
+
+
+def _check_e2m1(dev):
+    y = _e2m1_inputs().to(dev)
+    v, c, p = torch.empty_like(y), torch.empty(y.shape, dtype=torch.int32, device=dev), torch.empty_like(y)
+    _e2m1_kernel[(1,)](y, v, c, p, y.numel(), BLOCK=triton.next_power_of_2(y.numel()))
+    y, v, c, p = y.cpu(), v.cpu(), c.cpu(), p.cpu()
+    ref_c = nvfp4._e2m1_code_magnitude(y.clone())
+    vals = torch.tensor([0.0, 0.5, 1, 1.5, 2, 3, 4, 6])
+    assert torch.equal(c.long(), ref_c)
+    assert torch.equal(v, vals[ref_c])
+    assert torch.equal(p, torch.tensor([0.0, 0.5, 1, 0.5, 2, 1, 4, 2])[ref_c])
+
+
+@interpret
+def test_e2m1_rounding_matches_oracle_interpreted():
+    _check_e2m1("cpu")
+
+
+@pytest.mark.gpu
+def test_e2m1_rounding_matches_oracle_gpu():
+    _check_e2m1("cuda")
+
+
 def _weight(N, K, seed, rule="mse", per_row_gw=False):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(N, K, generator=g)
@@ -115,6 +158,7 @@ _CONFIGS = [
     tg.GemmConfig("tc", BM=16, BN=16, BK=64),
     tg.GemmConfig("tc", BM=16, BN=32, BK=32, split_k=2),
     tg.GemmConfig("tc", BM=32, BN=16, BK=32, group_m=2),
+    tg.GemmConfig("tcT", BM=16, BN=32, BK=32, split_k=2),
     tg.GemmConfig("dq"),
 ]
 

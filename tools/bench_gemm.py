@@ -266,6 +266,60 @@ def _sweep_configs(M: int):
             for bm, bn, bk, nw, st in ((128, 128, 64, 8, 4), (128, 64, 128, 4, 4), (256, 128, 64, 8, 3))] + [C("dq")]
 
 
+def decode_sweep(args: argparse.Namespace) -> list[str]:
+    """Time candidate configs of the small-M kernels (W4A16, rotating weights) next to bf16,
+    checking each against an fp32 product of the decoded weight; and W4A4 prefill tiles."""
+    from vllm_fouroversix import nvfp4
+    from vllm_fouroversix.backends.base import ActivationQuant, QuantizedWeight
+    from vllm_fouroversix.backends.triton import TritonBackend
+    from vllm_fouroversix.kernels import triton_gemm as tg
+    from vllm_fouroversix.kernels.triton_gemm import GemmConfig as C, dequantize_weight, fp4_gemm
+
+    gen = torch.Generator().manual_seed(5)
+    lines = ["| N x K | M | config | us | bf16 us | speed-up | rel err |", "|---|---|---|---|---|---|---|"]
+
+    def cands(M):
+        out = []
+        if M <= 4:
+            for bn, bk, nw in ((32, 1024, 4), (32, 512, 4), (64, 512, 8), (16, 1024, 4)):
+                for sk in (None, 4):
+                    out.append(C("gemv", BM=M, BN=bn, BK=bk, num_warps=nw, num_stages=1, split_k=sk or 1))
+        for kind, bn, bk, nw, st in (("tc", 64, 256, 4, 3), ("tc", 32, 256, 4, 3), ("tc", 64, 128, 4, 3),
+                                     ("tc", 128, 256, 4, 2), ("tcT", 64, 256, 4, 3), ("tcT", 128, 128, 4, 3)):
+            for sk in (None, 4, 8):
+                out.append(C(kind, BM=16, BN=bn, BK=bk, num_warps=nw, num_stages=st, split_k=sk or 1))
+        out.append(C("tc", BM=16, BN=64, BK=256, num_warps=4, num_stages=3, prefetch=False))
+        return out
+
+    for (N, K) in args.shapes:
+        w = torch.randn(N, K, device="cuda") * 0.02
+        wq = nvfp4.quantize(w, "mse")
+        wdec = dequantize_weight(wq.data, wq.scales, torch.float32) * wq.global_scale.float()
+        w_bf16 = w.to(torch.bfloat16)
+        cb, cq = _copies(N * K * 2), _copies(N * K * 9 // 16)
+        wb = [w_bf16] + [w_bf16.clone() for _ in range(cb - 1)]
+        ds = [(wq.data.clone(), wq.scales.clone()) for _ in range(cq)]
+        gw = wq.global_scale.float().reshape(())
+        for M in args.ms:
+            x = _activations(M, K, gen)
+            ref = x.float() @ wdec.T
+            t_bf = _bench_rotating(lambda i: (lambda: torch.matmul(x, wb[i].T)), cb)
+            for cfg in cands(M):
+                try:
+                    out = fp4_gemm(x, wq.data, wq.scales, gw, config=cfg).float()
+                    err = ((out - ref).norm() / ref.norm()).item()
+                    t = _bench_rotating(lambda i: (lambda: fp4_gemm(x, ds[i][0], ds[i][1], gw, config=cfg)), cq)
+                except Exception as e:  # noqa: BLE001
+                    _log(f"  {N}x{K} M={M} {cfg.short()}: FAILED {type(e).__name__}: {str(e)[:300]}")
+                    continue
+                lines.append(f"| {N}x{K} | {M} | {cfg.short()} | {t * 1e3:.2f} | {t_bf * 1e3:.2f} | "
+                             f"{t_bf / t:.2f}x | {err:.1e} |")
+                _log(lines[-1])
+        del wb, ds
+        torch.cuda.empty_cache()
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="correctness checks first")
@@ -276,6 +330,7 @@ def main() -> None:
     ap.add_argument("--ms", type=int, nargs="+", default=MS)
     ap.add_argument("--shapes", type=lambda s: tuple(int(v) for v in s.split("x")), nargs="+", default=SHAPES,
                     help="N x K, e.g. 4096x4096")
+    ap.add_argument("--decode-sweep", action="store_true", help="only sweep small-M configs (W4A16)")
     ap.add_argument("--out", type=Path, default=None, help="write tables and JSON here")
     args = ap.parse_args()
 
@@ -288,6 +343,12 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     out = [head, ""]
     t0 = time.time()
+    if args.decode_sweep:
+        lines = decode_sweep(args)
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "decode_sweep.md").write_text(head + "\n\n" + "\n".join(lines) + "\n")
+        return
     if args.check:
         for title, fn in (("Quantizer vs nvfp4.quantize (CPU)", lambda: check_quantizer(2048, 4096, gen)),
                           ("GEMM vs nvfp4.reference_linear (CPU fp32)", lambda: check_gemm(gen))):

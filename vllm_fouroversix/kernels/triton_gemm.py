@@ -179,11 +179,11 @@ def _split_k_fixup(
 @triton.jit
 def _fp4_gemm_kernel(
     a_ptr, w_ptr, ws_ptr, wbf_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, part_ptr, lock_ptr,
-    M, N, K, stride_am, stride_om, stride_ga, stride_pk,
+    M, N, K, stride_am, stride_om, stride_ga, stride_pk, stride_w, stride_s,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr,
     GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, DT: tl.constexpr, USE_ASM: tl.constexpr,
     GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
-    W_BF16: tl.constexpr = False,
+    W_BF16: tl.constexpr = False, SWAP: tl.constexpr = False, PREFETCH: tl.constexpr = True,
 ):
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -203,14 +203,30 @@ def _fp4_gemm_kernel(
     kt0 = pid_k * per
     kt1 = tl.minimum(kt0 + per, k_tiles)
     a_rows = a_ptr + offs_m[:, None].to(tl.int64) * stride_am
-    w_rows = w_ptr + offs_n[:, None].to(tl.int64) * (K // 2)
-    s_rows = ws_ptr + offs_n[:, None].to(tl.int64) * (K // 16)
+    w_rows = w_ptr + offs_n[:, None].to(tl.int64) * stride_w  # = K // 2
+    s_rows = ws_ptr + offs_n[:, None].to(tl.int64) * stride_s  # = K // 16
     wbf_rows = wbf_ptr + offs_n[:, None].to(tl.int64) * K
     ka = tl.arange(0, BK)
     kw = tl.arange(0, BK // 2)
     ks = tl.arange(0, BK // 16)
-    acc = tl.zeros((BM, BN), dtype=tl.float32)
-    for kt in range(kt0, kt1):
+    if SWAP:
+        acc = tl.zeros((BN, BM), dtype=tl.float32)  # out^T = W x^T: the weight is the A operand
+    else:
+        acc = tl.zeros((BM, BN), dtype=tl.float32)
+    if PREFETCH and not W_BF16:
+        # Registers double-buffer the next K tile's loads (activations, weight
+        # bytes, scales) while this one is decoded and multiplied.
+        a_n = _load_a_tile(a_rows, kt0 * BK, kt1 * BK, mm, K, ka, EVEN_K)
+        wp_n, sb_n = _load_w_tile(w_rows, s_rows, kt0 * BK, kt1 * BK, nm, K, kw, ks, EVEN_K)
+        for kt in range(kt0, kt1):
+            a = a_n
+            wp = wp_n
+            sb = sb_n
+            a_n = _load_a_tile(a_rows, (kt + 1) * BK, kt1 * BK, mm, K, ka, EVEN_K)
+            wp_n, sb_n = _load_w_tile(w_rows, s_rows, (kt + 1) * BK, kt1 * BK, nm, K, kw, ks, EVEN_K)
+            w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM)
+            acc = _mma(a, w, acc, DT, IEEE, SWAP)
+    for kt in range(kt0, kt1 if not (PREFETCH and not W_BF16) else kt0):
         k0 = kt * BK
         if W_BF16:
             kin = ((k0 + ka) < K)[None, :]
@@ -229,10 +245,17 @@ def _fp4_gemm_kernel(
             w = tl.load(wbf_rows + (k0 + ka)[None, :], mask=nm[:, None] & kin, other=0.0)
         else:
             w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM)
-        if IEEE:
+        if SWAP:
+            if IEEE:
+                acc = tl.dot(w.to(DT), tl.trans(a.to(DT)), acc, input_precision="ieee")
+            else:
+                acc = tl.dot(w.to(DT), tl.trans(a.to(DT)), acc)
+        elif IEEE:
             acc = tl.dot(a.to(DT), tl.trans(w.to(DT)), acc, input_precision="ieee")
         else:
             acc = tl.dot(a.to(DT), tl.trans(w.to(DT)), acc)
+    if SWAP:
+        acc = tl.trans(acc)
     if SPLIT_K == 1:
         _epilogue_store(acc, offs_m, offs_n, M, N, gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om,
                         stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
@@ -243,14 +266,75 @@ def _fp4_gemm_kernel(
 
 
 @triton.jit
+def _load_a_tile(a_rows, k0, kend, mm, K, ka, EVEN_K: tl.constexpr):
+    ok = ((k0 + ka * 0) < kend)[None, :]
+    if EVEN_K:
+        return tl.load(a_rows + (k0 + ka)[None, :], mask=mm[:, None] & ok, other=0.0)
+    else:
+        return tl.load(a_rows + (k0 + ka)[None, :], mask=mm[:, None] & ok & ((k0 + ka) < K)[None, :], other=0.0)
+
+
+@triton.jit
+def _mma(a, w, acc, DT: tl.constexpr, IEEE: tl.constexpr, SWAP: tl.constexpr):
+    if SWAP:
+        if IEEE:
+            acc = tl.dot(w.to(DT), tl.trans(a.to(DT)), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(w.to(DT), tl.trans(a.to(DT)), acc)
+    elif IEEE:
+        acc = tl.dot(a.to(DT), tl.trans(w.to(DT)), acc, input_precision="ieee")
+    else:
+        acc = tl.dot(a.to(DT), tl.trans(w.to(DT)), acc)
+    return acc
+
+
+@triton.jit
+def _load_w_tile(w_rows, s_rows, k0, kend, nm, K, kw, ks, EVEN_K: tl.constexpr):
+    """Packed bytes [BN, BK/2] and scale bytes [BN, BK/16] of the tile at k0 (zeros if k0 >= kend)."""
+    okw = ((k0 + kw * 0) < kend)[None, :]
+    oks = ((k0 + ks * 0) < kend)[None, :]
+    if EVEN_K:
+        wp = tl.load(w_rows + (k0 // 2 + kw)[None, :], mask=nm[:, None] & okw, other=0)
+        sb = tl.load(s_rows + (k0 // 16 + ks)[None, :], mask=nm[:, None] & oks, other=0)
+    else:
+        wp = tl.load(w_rows + (k0 // 2 + kw)[None, :], mask=nm[:, None] & okw & ((k0 // 2 + kw) < K // 2)[None, :], other=0)
+        sb = tl.load(s_rows + (k0 // 16 + ks)[None, :], mask=nm[:, None] & oks & ((k0 // 16 + ks) < K // 16)[None, :], other=0)
+    return wp, sb
+
+
+@triton.jit
+def _load_a(a_row, k0, K, m, M, BK: tl.constexpr, EVEN_K: tl.constexpr):
+    """Activations k0 .. k0+BK-1 of row m as [BK/2, 2] (zeros past M or K)."""
+    kk = k0 + 2 * tl.arange(0, BK // 2)[:, None] + tl.arange(0, 2)[None, :]
+    if EVEN_K:
+        return tl.load(a_row + kk, mask=(kk * 0 + m) < M, other=0.0)
+    else:
+        return tl.load(a_row + kk, mask=((kk * 0 + m) < M) & (kk < K), other=0.0)
+
+
+@triton.jit
+def _gemv_row(a2, lo, hi, s, BN: tl.constexpr, BK: tl.constexpr):
+    """One activation row: per-16-block partial dot products times the block scales, [BN, BK/16] fp32."""
+    xe, xo = tl.split(a2.to(tl.float32))  # elements 2j (low nibbles), 2j + 1 (high nibbles)
+    prod = lo * xe[None, :] + hi * xo[None, :]  # [BN, BK/2], one byte = 2 weights
+    blk = tl.sum(tl.reshape(prod, (BN, BK // 16, 8)), axis=2)
+    return blk * s
+
+
+@triton.jit
 def _fp4_gemv_kernel(
     a_ptr, w_ptr, ws_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, part_ptr, lock_ptr,
-    M, N, K, stride_am, stride_om, stride_ga, stride_pk,
+    M, N, K, stride_am, stride_om, stride_ga, stride_pk, stride_w, stride_s,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr,
     EVEN_K: tl.constexpr, USE_ASM: tl.constexpr,
     GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr,
 ):
-    """CUDA-core path for tiny M: per 16-block sums of q * a in fp32, times the block scale."""
+    """CUDA-core path for tiny M (BM <= 4 rows a program).
+
+    Each program keeps [BN, BK/16] per-block fp32 accumulators (one per
+    activation row) in registers and reduces them over K once, after the loop:
+    per weight byte the loop does the decode, one multiply and one FMA.
+    """
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     pid_m = tl.program_id(2)
@@ -260,33 +344,50 @@ def _fp4_gemv_kernel(
     per = tl.cdiv(k_tiles, SPLIT_K)
     kt0 = pid_k * per
     kt1 = tl.minimum(kt0 + per, k_tiles)
-    w_rows = w_ptr + offs_n[:, None].to(tl.int64) * (K // 2)
-    s_rows = ws_ptr + offs_n[:, None].to(tl.int64) * (K // 16)
+    w_rows = w_ptr + offs_n[:, None].to(tl.int64) * stride_w  # = K // 2
+    s_rows = ws_ptr + offs_n[:, None].to(tl.int64) * stride_s  # = K // 16
     kw = tl.arange(0, BK // 2)
     ks = tl.arange(0, BK // 16)
-    ka = tl.arange(0, BK)
-    acc = tl.zeros((BM, BN), dtype=tl.float32)
-    offs_m = pid_m * BM + tl.arange(0, BM)
+    m0 = pid_m * BM
+    a0 = a_ptr + m0.to(tl.int64) * stride_am
+    acc0 = tl.zeros((BN, BK // 16), dtype=tl.float32)
+    acc1 = tl.zeros((BN, BK // 16), dtype=tl.float32)
+    acc2 = tl.zeros((BN, BK // 16), dtype=tl.float32)
+    acc3 = tl.zeros((BN, BK // 16), dtype=tl.float32)
+    # Software pipelining in registers: the next tile's weight bytes and scales
+    # are requested before this tile is decoded, so two tiles are in flight.
+    wp_n, sb_n = _load_w_tile(w_rows, s_rows, kt0 * BK, kt1 * BK, nm, K, kw, ks, EVEN_K)
+    a_n = _load_a(a0, kt0 * BK, K, m0, M, BK, EVEN_K)
     for kt in range(kt0, kt1):
         k0 = kt * BK
-        if EVEN_K:
-            wp = tl.load(w_rows + (k0 // 2 + kw)[None, :], mask=nm[:, None], other=0)
-            sb = tl.load(s_rows + (k0 // 16 + ks)[None, :], mask=nm[:, None], other=0)
+        wp = wp_n
+        sb = sb_n
+        a_c = a_n
+        wp_n, sb_n = _load_w_tile(w_rows, s_rows, k0 + BK, kt1 * BK, nm, K, kw, ks, EVEN_K)
+        a_n = _load_a(a0, k0 + BK, K, m0 + (kt + 1 >= kt1) * M, M, BK, EVEN_K)
+        if USE_ASM:
+            lo, hi = _decode_codes(wp, tl.bfloat16, USE_ASM)
+            lo = lo.to(tl.float32)
+            hi = hi.to(tl.float32)
         else:
-            wp = tl.load(w_rows + (k0 // 2 + kw)[None, :], mask=nm[:, None] & ((k0 // 2 + kw) < K // 2)[None, :], other=0)
-            sb = tl.load(s_rows + (k0 // 16 + ks)[None, :], mask=nm[:, None] & ((k0 // 16 + ks) < K // 16)[None, :], other=0)
-        lo, hi = _decode_codes(wp, tl.bfloat16, USE_ASM)
-        q = tl.reshape(tl.join(lo, hi), (BN, BK // 16, 16)).to(tl.float32)
+            lo, hi = _decode_codes(wp, tl.float32, USE_ASM)
         s = _e4m3_to_f32(sb.to(tl.int32))
-        for i in tl.static_range(BM):
-            m = pid_m * BM + i
-            if EVEN_K:
-                a = tl.load(a_ptr + m.to(tl.int64) * stride_am + k0 + ka, mask=(ka * 0 + m) < M, other=0.0)
-            else:
-                a = tl.load(a_ptr + m.to(tl.int64) * stride_am + k0 + ka, mask=((ka * 0 + m) < M) & ((k0 + ka) < K), other=0.0)
-            a3 = tl.reshape(a.to(tl.float32), (BK // 16, 16))[None, :, :]
-            part = tl.sum(tl.sum(q * a3, axis=2) * s, axis=1)  # [BN]
-            acc += tl.where((tl.arange(0, BM) == i)[:, None], part[None, :], 0.0)
+        acc0 += _gemv_row(a_c, lo, hi, s, BN, BK)
+        if BM > 1:
+            acc1 += _gemv_row(_load_a(a0 + 1 * stride_am, k0, K, m0 + 1, M, BK, EVEN_K), lo, hi, s, BN, BK)
+        if BM > 2:
+            acc2 += _gemv_row(_load_a(a0 + 2 * stride_am, k0, K, m0 + 2, M, BK, EVEN_K), lo, hi, s, BN, BK)
+        if BM > 3:
+            acc3 += _gemv_row(_load_a(a0 + 3 * stride_am, k0, K, m0 + 3, M, BK, EVEN_K), lo, hi, s, BN, BK)
+    im = tl.arange(0, BM)[:, None]
+    acc = tl.where(im == 0, tl.sum(acc0, axis=1)[None, :], 0.0)
+    if BM > 1:
+        acc = tl.where(im == 1, tl.sum(acc1, axis=1)[None, :], acc)
+    if BM > 2:
+        acc = tl.where(im == 2, tl.sum(acc2, axis=1)[None, :], acc)
+    if BM > 3:
+        acc = tl.where(im == 3, tl.sum(acc3, axis=1)[None, :], acc)
+    offs_m = m0 + tl.arange(0, BM)
     if SPLIT_K == 1:
         _epilogue_store(acc, offs_m, offs_n, M, N, gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om,
                         stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
@@ -316,7 +417,8 @@ def _dequant_kernel(w_ptr, ws_ptr, out_ptr, N, K, BN: tl.constexpr, BK: tl.const
 
 @dataclass(frozen=True)
 class GemmConfig:
-    """One launch configuration. ``kind``: 'gemv', 'tc' (tensor cores) or 'dq' (dequantize + torch.matmul)."""
+    """One launch configuration. ``kind``: 'gemv', 'tc' (tensor cores), 'tcT' (tensor cores with
+    the decoded weight as the A operand: out^T = W x^T) or 'dq' (dequantize + torch.matmul)."""
 
     kind: str = "tc"
     BM: int = 16
@@ -326,12 +428,17 @@ class GemmConfig:
     group_m: int = 8
     num_warps: int = 4
     num_stages: int = 3
+    prefetch: bool = True  # 'tc'/'tcT': double-buffer the next K tile's loads in registers
 
     def short(self) -> str:
         if self.kind == "dq":
             return "dq+matmul"
-        return f"{self.kind} {self.BM}x{self.BN}x{self.BK} s{self.split_k} w{self.num_warps} st{self.num_stages}"
+        pf = "" if self.prefetch or self.kind == "gemv" else " nopf"
+        return f"{self.kind} {self.BM}x{self.BN}x{self.BK} s{self.split_k} w{self.num_warps} st{self.num_stages}{pf}"
 
+
+#: Tile of the Triton GEMM on the pre-decoded bf16 weight (prefill W4A4).
+DQ_TILE = GemmConfig("tc", BM=128, BN=128, BK=64, num_warps=8, num_stages=4)
 
 _NUM_SMS: dict[int, int] = {}
 
@@ -383,7 +490,7 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None) ->
 def _with_split(cfg: GemmConfig, M: int, N: int, K: int, sms: int) -> GemmConfig:
     if cfg.kind == "dq" or cfg.split_k != 1:
         return cfg
-    tiles = triton.cdiv(N, cfg.BN) * (triton.cdiv(M, cfg.BM) if cfg.kind == "tc" else triton.cdiv(M, cfg.BM))
+    tiles = triton.cdiv(N, cfg.BN) * triton.cdiv(M, cfg.BM)
     return replace(cfg, split_k=_split_for(tiles, triton.cdiv(K, cfg.BK), sms))
 
 
@@ -478,11 +585,11 @@ def fp4_gemm(
                 return torch.addmm(bias.to(wdt), a, w.T, alpha=gw_float, out=out)
             # beta=0: the input is ignored (NaNs too), one rounding of alpha * acc
             return torch.addmm(out, a, w.T, beta=0, alpha=gw_float, out=out)
-        cfg = GemmConfig("tc", BM=128, BN=128, BK=64, num_warps=8, num_stages=4)
+        cfg = DQ_TILE
         tiles = triton.cdiv(M, cfg.BM) * triton.cdiv(N, cfg.BN)
         _fp4_gemm_kernel[(tiles, 1)](
             a, data, sbytes, w, gw, ga, bias if bias is not None else gw, out, out, out,
-            M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
+            M, N, K, a.stride(0), out.stride(0), stride_ga, M * N, K // 2, K // 16,
             BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=1, GROUP_M=cfg.group_m, EVEN_K=K % cfg.BK == 0,
             DT=tl.float32 if INTERPRET else (tl.float16 if wdt == torch.float16 else tl.bfloat16), USE_ASM=False,
             GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None, IEEE=INTERPRET, W_BF16=True,
@@ -507,7 +614,7 @@ def fp4_gemm(
             raise ValueError("too many split-K tiles")
         _fp4_gemv_kernel[grid](
             a, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
-            BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, EVEN_K=even_k, USE_ASM=_use_asm(dev),
+            K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, EVEN_K=even_k, USE_ASM=_use_asm(dev),
             GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         )
@@ -517,8 +624,8 @@ def fp4_gemm(
         raise ValueError("too many split-K tiles")
     _fp4_gemm_kernel[(tiles, split)](
         a, data, sbytes, data, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
-        BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, GROUP_M=cfg.group_m, EVEN_K=even_k, DT=dt,
+        K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, GROUP_M=cfg.group_m, EVEN_K=even_k, DT=dt,
         USE_ASM=use_asm, GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None, IEEE=ieee,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        SWAP=cfg.kind == "tcT", PREFETCH=cfg.prefetch, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return out

@@ -75,23 +75,22 @@ def _e4m3_round(v):
 
 
 @triton.jit
-def _e2m1_code(t):
-    """Codes 0..7 of t = 4|y| on the E2M1 grid, half to even, saturating at 6."""
-    c = (t > 1.0).to(tl.int32)
-    c += (t >= 3.0).to(tl.int32)
-    c += (t > 5.0).to(tl.int32)
-    c += (t >= 7.0).to(tl.int32)
-    c += (t > 10.0).to(tl.int32)
-    c += (t >= 14.0).to(tl.int32)
-    c += (t > 20.0).to(tl.int32)
-    return c
+def _e2m1_round(y):
+    """y >= 0 (fp32) -> (E2M1 value, magnitude code 0..7): round half to even, saturate at 6.
 
-
-@triton.jit
-def _e2m1_value(c):
-    """E2M1 magnitude of codes 0..7 as fp32 (exact)."""
-    cf = c.to(tl.float32)
-    return tl.where(c < 4, cf * 0.5, tl.where(c < 6, cf - 2.0, cf * 2.0 - 8.0))
+    SPEC: |y| < 2: round(2|y|)/2; 2 <= |y| < 4: round(|y|); |y| >= 4: 2*round(|y|/2).
+    Adding the magic number 2^22, 2^23 or 2^24 (whose ulp is 0.5, 1 or 2) rounds
+    y to that step with the FPU's round-to-nearest-even; subtracting it back is
+    exact. The low bits of the sum are the rounded value in steps, which give
+    the code after an offset of 0, 2 or 4.
+    """
+    r = (y >= 2.0).to(tl.int32) + (y >= 4.0).to(tl.int32)
+    mb = 0x4A800000 + (r << 23)
+    magic = mb.to(tl.float32, bitcast=True)
+    s = y + magic
+    v = tl.minimum(s - magic, 6.0)
+    code = tl.minimum(s.to(tl.int32, bitcast=True) - mb + 2 * r, 7)
+    return v, code
 
 
 @triton.jit
@@ -102,10 +101,10 @@ def _candidate(a_lo, a_hi, bmax_m, enc, dec, EXPAND: tl.constexpr):
     s_hp = tl.minimum(s_hp, 448.0)
     sf, sbyte = _e4m3_round(s_hp)
     inv = tl.where(sf != 0.0, tl.div_rn(tl.full(sf.shape, 1.0, tl.float32), dec * sf), 0.0)
-    inv4 = (inv * 4.0)[:, None]
-    c_lo = _e2m1_code(a_lo * inv4)
-    c_hi = _e2m1_code(a_hi * inv4)
-    return c_lo, c_hi, sf, sbyte
+    inv2 = inv[:, None]
+    v_lo, c_lo = _e2m1_round(a_lo * inv2)
+    v_hi, c_hi = _e2m1_round(a_hi * inv2)
+    return v_lo, v_hi, c_lo, c_hi, sf, sbyte
 
 
 @triton.jit
@@ -130,28 +129,29 @@ def _seq8(p):
 
 
 @triton.jit
-def _deq(c, d1, d3):
-    """((q * s) * amax) / 1536 for codes c 0..7, from the two per-block values
+def _deq(v, d1, d3):
+    """((q * s) * amax) / 1536 for E2M1 values v, from the two per-block values
     d1 = ((1 * s) * amax) / 1536 and d3 = ((3 * s) * amax) / 1536.
 
     q * s is exact, and q is 2^k (q = 0.5, 1, 2, 4) or 3 * 2^k (q = 1.5, 3, 6):
     scaling by a power of two commutes with every rounding (no subnormals), so
     this equals the SPEC's per-element expression bit for bit with 2 divisions
-    a block instead of 16.
+    a block instead of 16. The power of two is read off v's bits: its exponent,
+    one less when the mantissa bit says q = 3 * 2^k.
     """
-    base = tl.where((c == 3) | (c == 5) | (c == 7), d3[:, None], d1[:, None])
-    p2 = tl.where(c == 1, 0.5, tl.where((c == 2) | (c == 5), 1.0,
-                  tl.where(c == 3, 0.5, tl.where((c == 4) | (c == 7), 2.0, tl.where(c == 6, 4.0, 0.0)))))
-    return base * p2
+    vb = v.to(tl.int32, bitcast=True)
+    m3 = vb & 0x400000
+    p2 = ((vb & 0x7F800000) - (m3 << 1)).to(tl.float32, bitcast=True)
+    return tl.where(m3 != 0, d3[:, None], d1[:, None]) * p2
 
 
 @triton.jit
-def _block_error(a_lo, a_hi, c_lo, c_hi, sf, amax, RULE: tl.constexpr):
+def _block_error(a_lo, a_hi, v_lo, v_hi, sf, amax, RULE: tl.constexpr):
     c1536 = tl.full(sf.shape, 1536.0, tl.float32)
     d1 = tl.div_rn(sf * amax, c1536)
     d3 = tl.div_rn((sf * 3.0) * amax, c1536)
-    d_lo = _deq(c_lo, d1, d3) - a_lo
-    d_hi = _deq(c_hi, d1, d3) - a_hi
+    d_lo = _deq(v_lo, d1, d3) - a_lo
+    d_hi = _deq(v_hi, d1, d3) - a_hi
     if RULE == 2:  # mse
         return _seq8(d_lo * d_lo + d_hi * d_hi)
     elif RULE == 3:  # mae
@@ -169,31 +169,44 @@ def _pack(c_lo):
 
 
 @triton.jit
+def _load_tile(x_row, blk0, nb, CB: tl.constexpr):
+    """Blocks blk0 .. blk0+CB-1 of a row as two [CB, 8] fp32 halves (each thread: whole half blocks)."""
+    blk = blk0 + tl.arange(0, CB)
+    offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
+    m2 = (blk < nb)[:, None]
+    x_lo = tl.load(x_row + offs, mask=m2, other=0.0).to(tl.float32)
+    x_hi = tl.load(x_row + offs + 8, mask=m2, other=0.0).to(tl.float32)
+    return x_lo, x_hi
+
+
+@triton.jit
 def _quant_tile(
-    x_row, data_row, scales_row, deq_row, blk0, nb, amax, enc, dec,
+    x_lo, x_hi, data_row, scales_row, deq_row, blk0, nb, amax, enc, dec,
     CB: tl.constexpr, RULE: tl.constexpr, M: tl.constexpr,
     WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr,
 ):
     blk = blk0 + tl.arange(0, CB)
     bmask = blk < nb
-    j8 = tl.arange(0, 8)
-    offs = blk[:, None] * 16 + j8[None, :]
+    offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
     m2 = bmask[:, None]
-    x_lo = tl.load(x_row + offs, mask=m2, other=0.0).to(tl.float32)
-    x_hi = tl.load(x_row + offs + 8, mask=m2, other=0.0).to(tl.float32)
     a_lo = tl.abs(x_lo)
     a_hi = tl.abs(x_hi)
     bmax = tl.maximum(tl.max(a_lo, axis=1), tl.max(a_hi, axis=1))
-    bmax_m = tl.div_rn(bmax, tl.full(bmax.shape, M, tl.float32))
-    c_lo, c_hi, sf, sbyte = _candidate(a_lo, a_hi, bmax_m, enc, dec, False)
+    if M == 4:
+        bmax_m = bmax * 0.25  # exact: equals the correctly rounded bmax / 4
+    else:
+        bmax_m = tl.div_rn(bmax, tl.full(bmax.shape, M, tl.float32))
+    v_lo, v_hi, c_lo, c_hi, sf, sbyte = _candidate(a_lo, a_hi, bmax_m, enc, dec, False)
     if RULE >= 2:
-        c4_lo, c4_hi, sf4, sbyte4 = _candidate(a_lo, a_hi, bmax_m, enc, dec, True)
-        err6 = _block_error(a_lo, a_hi, c_lo, c_hi, sf, amax, RULE)
-        err4 = _block_error(a_lo, a_hi, c4_lo, c4_hi, sf4, amax, RULE)
+        v4_lo, v4_hi, c4_lo, c4_hi, sf4, sbyte4 = _candidate(a_lo, a_hi, bmax_m, enc, dec, True)
+        err6 = _block_error(a_lo, a_hi, v_lo, v_hi, sf, amax, RULE)
+        err4 = _block_error(a_lo, a_hi, v4_lo, v4_hi, sf4, amax, RULE)
         pick4 = err4 < err6  # ties go to map-to-6
         p2 = pick4[:, None]
         c_lo = tl.where(p2, c4_lo, c_lo)
         c_hi = tl.where(p2, c4_hi, c_hi)
+        v_lo = tl.where(p2, v4_lo, v_lo)
+        v_hi = tl.where(p2, v4_hi, v_hi)
         sf = tl.where(pick4, sf4, sf)
         sbyte = tl.where(pick4, sbyte4, sbyte)
     nz = (sbyte != 0)[:, None]
@@ -208,8 +221,8 @@ def _quant_tile(
     if WRITE_DEQ:
         # q * float(s) without the global scale: exact in bf16 (<= 6 significant bits).
         sf2 = sf[:, None]
-        v_lo = _e2m1_value(c_lo & 7) * sf2
-        v_hi = _e2m1_value(c_hi & 7) * sf2
+        v_lo = v_lo * sf2
+        v_hi = v_hi * sf2
         v_lo = tl.where((c_lo & 8) != 0, -v_lo, v_lo)
         v_hi = tl.where((c_hi & 8) != 0, -v_hi, v_hi)
         tl.store(deq_row + offs, v_lo.to(deq_row.dtype.element_ty), mask=m2)
@@ -230,32 +243,47 @@ def _quantize_kernel(
     data_row = data_ptr + row * (K // 2)
     scales_row = scales_ptr + row * nb
     deq_row = deq_ptr + row * stride_deq
-    if ROW_AMAX:
-        if NUM_CHUNKS == 1:
-            offs = tl.arange(0, CB * 16)
-            xa = tl.abs(tl.load(x_row + offs, mask=offs < K, other=0.0).to(tl.float32))
-            amax = tl.max(xa, axis=0)
+    if NUM_CHUNKS == 1:
+        # The whole row in registers: one read.
+        x_lo, x_hi = _load_tile(x_row, 0, nb, CB)
+        if ROW_AMAX:
+            amax = tl.maximum(tl.max(tl.max(tl.abs(x_lo), axis=1), axis=0),
+                              tl.max(tl.max(tl.abs(x_hi), axis=1), axis=0))
+            tl.store(gs_ptr + row, tl.div_rn(amax, MS))
         else:
+            amax = tl.load(amax_ptr).to(tl.float32)
+            if row == 0:
+                tl.store(gs_ptr, tl.div_rn(amax, MS))
+        enc, dec = _enc_dec(amax, MS)
+        _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, 0, nb, amax, enc, dec,
+                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ)
+    else:
+        if ROW_AMAX:
             amax = 0.0
             for c in range(NUM_CHUNKS):
                 offs = c * CB * 16 + tl.arange(0, CB * 16)
                 xa = tl.abs(tl.load(x_row + offs, mask=offs < K, other=0.0).to(tl.float32))
                 amax = tl.maximum(amax, tl.max(xa, axis=0))
-        tl.store(gs_ptr + row, tl.div_rn(amax, MS))
-    else:
-        amax = tl.load(amax_ptr).to(tl.float32)
-        if row == 0:
-            tl.store(gs_ptr, tl.div_rn(amax, MS))
+            tl.store(gs_ptr + row, tl.div_rn(amax, MS))
+        else:
+            amax = tl.load(amax_ptr).to(tl.float32)
+            if row == 0:
+                tl.store(gs_ptr, tl.div_rn(amax, MS))
+        enc, dec = _enc_dec(amax, MS)
+        for c in range(NUM_CHUNKS):
+            x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)
+            _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
+                        CB, RULE, M, WRITE_PACKED, WRITE_DEQ)
+
+
+@triton.jit
+def _enc_dec(amax, MS: tl.constexpr):
     zero = amax == 0.0
     safe = tl.where(zero, 1.0, amax)
     enc = tl.div_rn(MS, safe)
     dec = tl.div_rn(1.0, enc)
     enc = tl.where(zero, 0.0, enc)
-    for c in range(NUM_CHUNKS):
-        _quant_tile(
-            x_row, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
-            CB, RULE, M, WRITE_PACKED, WRITE_DEQ,
-        )
+    return enc, dec
 
 
 class QuantizedActivation:
@@ -320,7 +348,8 @@ def quantize_triton(
     else:
         cb, chunks = _CHUNK_BLOCKS, triton.cdiv(nb, _CHUNK_BLOCKS)
     dummy = data if data is not None else deq
-    num_warps = 4 if cb <= 256 else 8
+    # About 2 blocks a thread; few rows (decode): 1 block a thread, for latency.
+    num_warps = max(4, min(8, cb // 64)) if R > 256 else max(4, min(16, cb // 32))
     _quantize_kernel[(R,)](
         x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
         dummy if deq is None else deq,
