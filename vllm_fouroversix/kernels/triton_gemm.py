@@ -183,7 +183,7 @@ def _fp4_gemm_kernel(
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr,
     GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, DT: tl.constexpr, USE_ASM: tl.constexpr,
     GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
-    W_BF16: tl.constexpr = False, SWAP: tl.constexpr = False, PREFETCH: tl.constexpr = True,
+    W_BF16: tl.constexpr = False, SWAP: tl.constexpr = False, PREFETCH: tl.constexpr = False,
 ):
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -322,12 +322,32 @@ def _gemv_row(a2, lo, hi, s, BN: tl.constexpr, BK: tl.constexpr):
 
 
 @triton.jit
+def _gemv_step(wp, sb, a_c, a0, k0, K, m0, M, stride_am, acc0, acc1, acc2, acc3,
+               BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr, USE_ASM: tl.constexpr):
+    if USE_ASM:
+        lo, hi = _decode_codes(wp, tl.bfloat16, USE_ASM)
+        lo = lo.to(tl.float32)
+        hi = hi.to(tl.float32)
+    else:
+        lo, hi = _decode_codes(wp, tl.float32, USE_ASM)
+    s = _e4m3_to_f32(sb.to(tl.int32))
+    acc0 += _gemv_row(a_c, lo, hi, s, BN, BK)
+    if BM > 1:
+        acc1 += _gemv_row(_load_a(a0 + 1 * stride_am, k0, K, m0 + 1, M, BK, EVEN_K), lo, hi, s, BN, BK)
+    if BM > 2:
+        acc2 += _gemv_row(_load_a(a0 + 2 * stride_am, k0, K, m0 + 2, M, BK, EVEN_K), lo, hi, s, BN, BK)
+    if BM > 3:
+        acc3 += _gemv_row(_load_a(a0 + 3 * stride_am, k0, K, m0 + 3, M, BK, EVEN_K), lo, hi, s, BN, BK)
+    return acc0, acc1, acc2, acc3
+
+
+@triton.jit
 def _fp4_gemv_kernel(
     a_ptr, w_ptr, ws_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, part_ptr, lock_ptr,
     M, N, K, stride_am, stride_om, stride_ga, stride_pk, stride_w, stride_s,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr,
     EVEN_K: tl.constexpr, USE_ASM: tl.constexpr,
-    GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr,
+    GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr, PREFETCH: tl.constexpr = False,
 ):
     """CUDA-core path for tiny M (BM <= 4 rows a program).
 
@@ -354,31 +374,28 @@ def _fp4_gemv_kernel(
     acc1 = tl.zeros((BN, BK // 16), dtype=tl.float32)
     acc2 = tl.zeros((BN, BK // 16), dtype=tl.float32)
     acc3 = tl.zeros((BN, BK // 16), dtype=tl.float32)
-    # Software pipelining in registers: the next tile's weight bytes and scales
-    # are requested before this tile is decoded, so two tiles are in flight.
-    wp_n, sb_n = _load_w_tile(w_rows, s_rows, kt0 * BK, kt1 * BK, nm, K, kw, ks, EVEN_K)
-    a_n = _load_a(a0, kt0 * BK, K, m0, M, BK, EVEN_K)
-    for kt in range(kt0, kt1):
-        k0 = kt * BK
-        wp = wp_n
-        sb = sb_n
-        a_c = a_n
-        wp_n, sb_n = _load_w_tile(w_rows, s_rows, k0 + BK, kt1 * BK, nm, K, kw, ks, EVEN_K)
-        a_n = _load_a(a0, k0 + BK, K, m0 + (kt + 1 >= kt1) * M, M, BK, EVEN_K)
-        if USE_ASM:
-            lo, hi = _decode_codes(wp, tl.bfloat16, USE_ASM)
-            lo = lo.to(tl.float32)
-            hi = hi.to(tl.float32)
-        else:
-            lo, hi = _decode_codes(wp, tl.float32, USE_ASM)
-        s = _e4m3_to_f32(sb.to(tl.int32))
-        acc0 += _gemv_row(a_c, lo, hi, s, BN, BK)
-        if BM > 1:
-            acc1 += _gemv_row(_load_a(a0 + 1 * stride_am, k0, K, m0 + 1, M, BK, EVEN_K), lo, hi, s, BN, BK)
-        if BM > 2:
-            acc2 += _gemv_row(_load_a(a0 + 2 * stride_am, k0, K, m0 + 2, M, BK, EVEN_K), lo, hi, s, BN, BK)
-        if BM > 3:
-            acc3 += _gemv_row(_load_a(a0 + 3 * stride_am, k0, K, m0 + 3, M, BK, EVEN_K), lo, hi, s, BN, BK)
+    # PREFETCH: software pipelining in registers (the next tile's weight bytes,
+    # scales and activations are requested before this tile is decoded); else
+    # the loads are left to Triton's pipeliner (num_stages).
+    if PREFETCH:
+        wp_n, sb_n = _load_w_tile(w_rows, s_rows, kt0 * BK, kt1 * BK, nm, K, kw, ks, EVEN_K)
+        a_n = _load_a(a0, kt0 * BK, K, m0, M, BK, EVEN_K)
+        for kt in range(kt0, kt1):
+            k0 = kt * BK
+            wp = wp_n
+            sb = sb_n
+            a_c = a_n
+            wp_n, sb_n = _load_w_tile(w_rows, s_rows, k0 + BK, kt1 * BK, nm, K, kw, ks, EVEN_K)
+            a_n = _load_a(a0, k0 + BK, K, m0 + (kt + 1 >= kt1) * M, M, BK, EVEN_K)
+            acc0, acc1, acc2, acc3 = _gemv_step(wp, sb, a_c, a0, k0, K, m0, M, stride_am, acc0, acc1, acc2, acc3,
+                                                BM, BN, BK, EVEN_K, USE_ASM)
+    else:
+        for kt in range(kt0, kt1):
+            k0 = kt * BK
+            wp, sb = _load_w_tile(w_rows, s_rows, k0, kt1 * BK, nm, K, kw, ks, EVEN_K)
+            a_c = _load_a(a0, k0, K, m0, M, BK, EVEN_K)
+            acc0, acc1, acc2, acc3 = _gemv_step(wp, sb, a_c, a0, k0, K, m0, M, stride_am, acc0, acc1, acc2, acc3,
+                                                BM, BN, BK, EVEN_K, USE_ASM)
     im = tl.arange(0, BM)[:, None]
     acc = tl.where(im == 0, tl.sum(acc0, axis=1)[None, :], 0.0)
     if BM > 1:
@@ -428,12 +445,14 @@ class GemmConfig:
     group_m: int = 8
     num_warps: int = 4
     num_stages: int = 3
-    prefetch: bool = True  # 'tc'/'tcT': double-buffer the next K tile's loads in registers
+    # Double-buffer the next K tile's loads in registers. Measured slower on the
+    # H100 than leaving the loads to Triton's pipeliner (num_stages): off by default.
+    prefetch: bool = False
 
     def short(self) -> str:
         if self.kind == "dq":
             return "dq+matmul"
-        pf = "" if self.prefetch or self.kind == "gemv" else " nopf"
+        pf = " pf" if self.prefetch else ""
         return f"{self.kind} {self.BM}x{self.BN}x{self.BK} s{self.split_k} w{self.num_warps} st{self.num_stages}{pf}"
 
 
@@ -470,12 +489,11 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None) ->
     """
     sms = _num_sms(device) if device is not None else 132
     if M <= 4:
-        cfg = GemmConfig(kind="gemv", BM=triton.next_power_of_2(M), BN=32, BK=512, num_warps=8, num_stages=4)
+        cfg = GemmConfig(kind="gemv", BM=triton.next_power_of_2(M), BN=32, BK=512, num_warps=4, num_stages=3)
+        if triton.cdiv(N, 32) < sms and K // 512 >= 4:
+            cfg = replace(cfg, split_k=4)
     elif M <= 16:
-        if N >= 16384:
-            cfg = GemmConfig(kind="tc", BM=16, BN=64, BK=128, num_warps=4, num_stages=4)
-        else:
-            cfg = GemmConfig(kind="tc", BM=16, BN=64, BK=256, num_warps=4, num_stages=3)
+        cfg = GemmConfig(kind="tc", BM=16, BN=64, BK=256, num_warps=4, num_stages=3)
     elif M <= 128:
         BM = 32 if M <= 32 else 64
         if N >= 6144:
@@ -615,6 +633,7 @@ def fp4_gemm(
         _fp4_gemv_kernel[grid](
             a, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
             K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, EVEN_K=even_k, USE_ASM=_use_asm(dev),
+            PREFETCH=cfg.prefetch,
             GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         )
