@@ -5,8 +5,9 @@ simulation, plus the weight error summary.
     .venv/bin/python tools/accuracy_sweep.py --engines hf vllm --max-windows 4
 
 Each row is one `tools/eval_ppl.py` run in its own process (one vLLM engine at a
-time); vLLM rows first convert the model with `fouroversix-convert` (cached
-under .cache/ckpt/). Results are appended to benchmarks/accuracy_results.jsonl
+time) on a checkpoint written by `fouroversix-convert` (cached under
+.cache/ckpt/), so the `hf` rows (transformers with the stored FP4 tensors run by
+nvfp4.reference_linear) and the `vllm` rows score the very same weights. Results are appended to benchmarks/accuracy_results.jsonl
 and the table is printed in Markdown.
 """
 
@@ -78,17 +79,17 @@ def main() -> None:
         if args.only and not any(o in label for o in args.only):
             continue
         for engine in args.engines:
-            if engine == "hf":
-                cmd = [PY, str(ROOT / "tools" / "eval_ppl.py"), str(model), "--engine", "hf", *common]
-                if wrule:
-                    cmd += ["--simulate", wrule, "--act-mode", amode]
-                    if arule:
-                        cmd += ["--act-rule", arule]
+            if wrule is None:
+                target = model
             else:
-                if amode == "none":
-                    continue  # a checkpoint always quantizes activations (SPEC section 4)
-                target = model if wrule is None else convert(model, wrule, arule, amode)
-                cmd = [PY, str(ROOT / "tools" / "eval_ppl.py"), str(target), "--engine", "vllm", *common]
+                # Weight-only rows reuse the per-token checkpoint and switch activation
+                # quantization off at evaluation time (a checkpoint always records it).
+                target = convert(model, wrule, arule or wrule, "token" if amode == "none" else amode)
+            if engine == "vllm" and amode == "none":
+                continue  # vLLM serves what the checkpoint says: activations quantized
+            cmd = [PY, str(ROOT / "tools" / "eval_ppl.py"), str(target), "--engine", engine, *common]
+            if engine == "hf" and amode == "none":
+                cmd += ["--act-mode", "none"]
             res = run(cmd)
             res["label"] = label
             res["command"] = " ".join(Path(c).name if c == PY else c for c in cmd)
