@@ -11,8 +11,9 @@ Bit-exact with :func:`vllm_fouroversix.nvfp4.quantize` for every rule:
 - every operation of SPEC section 2 in the same order, divisions with IEEE
   round-to-nearest (``tl.div_rn``), no fused multiply-adds (the launch passes
   ``enable_fp_fusion=False``);
-- the E4M3 and E2M1 roundings in integer/compare arithmetic (no dependence on
-  the hardware's conversion instructions, so the interpreter and the GPU agree);
+- the E4M3 rounding in integer arithmetic and the E2M1 rounding by a magic-number
+  add (no dependence on the hardware's conversion instructions, so the interpreter
+  and the GPU agree);
 - the block error sum of ``mse``/``mae`` in the order of PyTorch's CPU
   ``sum(-1)`` over 16 contiguous fp32 values with AVX2 vectors:
   ``p[k] = e[k] + e[k + 8]`` and then ``((p0 + p1) + p2) + ... + p7``. (With
