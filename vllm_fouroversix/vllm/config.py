@@ -153,6 +153,15 @@ class FourOverSixQuantConfig(QuantizationConfig):
             cls = FourOverSixOnlineLinearMethod if self.online else FourOverSixLinearMethod
             return cls(self, prefix)
 
+        from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead
+
+        if isinstance(layer, ParallelLMHead) and not self.online and not self.is_excluded(prefix):
+            raise CheckpointError(
+                f"fouroversix: {prefix} is not in modules_to_not_convert, but the vLLM method serves "
+                "the output head only in high precision; add it to modules_to_not_convert "
+                "(fouroversix-convert always keeps lm_head)"
+            )
+
         from vllm.model_executor.layers.fused_moe import RoutedExperts
 
         if isinstance(layer, RoutedExperts):
