@@ -389,3 +389,17 @@ def test_cuda_bit_exact_with_cpu(vectors, rule: str, per_row: bool) -> None:
         assert torch.equal(a.data, b.data.cpu())
         assert torch.equal(a.scales.view(torch.uint8), b.scales.view(torch.uint8).cpu())
         assert torch.equal(a.global_scale, b.global_scale.cpu())
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_amax_too_small_to_scale_is_zero(rule: str) -> None:
+    """(M*S)/amax overflows FP32 below amax ~4.5e-36: such rows quantize to zero
+    like amax == 0 (docs/NUMERICS.md), other rows are unaffected."""
+    x = torch.randn(3, 32)
+    x[1] = 1e-37
+    t = nvfp4.quantize(x, rule, per_row=True)
+    assert int(t.data[1].sum()) == 0 and int(t.scales[1].view(torch.uint8).sum()) == 0
+    ok = nvfp4.quantize(x[[0, 2]], rule, per_row=True)
+    assert torch.equal(t.data[[0, 2]], ok.data)
+    tiny = nvfp4.quantize(torch.full((2, 16), -3e-38), rule)
+    assert int(tiny.data.sum()) == 0

@@ -129,9 +129,12 @@ def main() -> None:
     ap.add_argument("--cols", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads for both (default: torch's)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                     help="cuda: time the Triton quantizer against a device copy (GPU mode)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(bench_cuda(args) if args.device == "cuda" else bench_cpu(args))
 
 

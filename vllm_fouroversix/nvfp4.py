@@ -259,10 +259,11 @@ def block_sum(e: torch.Tensor) -> torch.Tensor:
     torch's CPU reduction (so we stay bit-exact with the fouroversix reference
     on CPU), and every backend (CUDA torch, Triton, CuTe DSL) reproduces it.
     """
-    p = e[..., :8] + e[..., 8:]
-    acc = p[..., 0]
+    # Pairs laid out [8, ...] so the sequential adds run on contiguous rows.
+    p = (e[..., :8] + e[..., 8:]).movedim(-1, 0).contiguous()
+    acc = p[0].clone()
     for j in range(1, 8):
-        acc = acc + p[..., j]
+        acc += p[j]
     return acc
 
 
@@ -356,11 +357,14 @@ def _quantize_rows(
     # NaN and Inf propagate into the block maxima: checking those is cheap.
     if bmax.numel() and not bool(torch.isfinite(bmax).all()):
         return None, None, None
-    zero = am == 0
+    # amax 0: every code and scale is 0 (SPEC). An amax so small (below about
+    # 4.5e-36) that (M*S)/amax overflows FP32 cannot be scaled either; it is
+    # treated the same way (docs/NUMERICS.md).
+    zero = (am == 0) | ~torch.isfinite(_const(c.MS, x.device) / am)
     safe = torch.where(zero, torch.ones_like(am), am)
     enc = _const(c.MS, x.device) / safe
     dec = 1.0 / enc
-    enc = torch.where(zero, torch.zeros_like(enc), enc)  # amax 0: all scales 0
+    enc = torch.where(zero, torch.zeros_like(enc), enc)
     codes, s = _candidate(a, bmax, c.M, enc, dec, expand=False)
     pick4 = None
     if rule.is_fouroversix:
@@ -368,12 +372,16 @@ def _quantize_rows(
         err6 = _block_error(a, codes, s, am, rule)
         err4 = _block_error(a, codes4, s4, am, rule)
         pick4 = err4 < err6  # ties go to map-to-6
-        codes = torch.where(pick4.unsqueeze(-1), codes4, codes)
+        # Select on 1-byte codes: cheaper than on the int64 indices.
+        codes = torch.where(pick4.unsqueeze(-1), codes4.to(torch.uint8), codes.to(torch.uint8))
         s = torch.where(pick4, s4.view(torch.uint8), s.view(torch.uint8)).view(torch.float8_e4m3fn)
     sb = s.view(torch.uint8)
     # Sign bit: negative inputs (also those that round to zero) get code | 8,
     # except in blocks whose scale is 0, where y is exactly 0.
-    neg = (xf < 0) & (sb != 0).unsqueeze(-1)
+    neg = xf < 0
+    zero_scale = sb == 0
+    if bool(zero_scale.any()):  # rare (zero or tiny blocks): skip the mask otherwise
+        neg &= ~zero_scale.unsqueeze(-1)
     codes = codes.to(torch.uint8) | (neg.to(torch.uint8) << 3)
     return codes, sb, pick4
 
