@@ -30,6 +30,7 @@ __all__ = [
     "weight_error",
     "fraction_mapped_to_4",
     "block_sum",
+    "decode_blocks",
 ]
 
 BLOCK_SIZE = 16
@@ -407,13 +408,9 @@ def decode_e2m1(codes: torch.Tensor) -> torch.Tensor:
 
 def dequantize(t: NVFP4Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Decoded value = e2m1 x float(block_scale) x global_scale (SPEC section 1)."""
-    q = decode_e2m1(unpack_codes(t.data))
-    K = q.shape[-1]
-    q = q.reshape(*q.shape[:-1], K // BLOCK_SIZE, BLOCK_SIZE)
-    v = q * t.scales.float().unsqueeze(-1)
+    v = decode_blocks(t.data, t.scales)
     g = t.global_scale.float()
-    v = v * (g.unsqueeze(-1) if g.dim() else g)
-    return v.reshape(*v.shape[:-2], K).to(dtype)
+    return (v * g).to(dtype)
 
 
 def swizzle_scales(scales: torch.Tensor) -> torch.Tensor:
@@ -496,12 +493,34 @@ def reference_linear(
     return out.to(x.dtype).reshape(*lead, w.shape[0])
 
 
+_BYTE_TABLES: dict[torch.device, torch.Tensor] = {}
+
+
+def _byte_table(device: torch.device) -> torch.Tensor:
+    """float32 [256, 2]: the (low nibble, high nibble) E2M1 values of each byte."""
+    t = _BYTE_TABLES.get(device)
+    if t is None:
+        mag = torch.tensor(E2M1_VALUES, dtype=torch.float32)
+        codes = torch.cat([mag, -mag])  # code c: sign bit 3 -> -value (code 8 is -0.0)
+        b = torch.arange(256)
+        t = torch.stack([codes[b & 15], codes[b >> 4]], dim=-1).to(device)
+        _BYTE_TABLES[device] = t
+    return t
+
+
+def decode_blocks(data: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Codes x block scales as float32 [..., K], without the global scale (what a
+    tensor core sees). Decodes two values per byte through a 256-entry table."""
+    lead = data.shape[:-1]
+    k = data.shape[-1] * 2
+    v = torch.nn.functional.embedding(data.reshape(-1, data.shape[-1]).long(), _byte_table(data.device))
+    v = v.view(-1, k // BLOCK_SIZE, BLOCK_SIZE)
+    v.mul_(scales.reshape(-1, k // BLOCK_SIZE).float().unsqueeze(-1))
+    return v.view(*lead, k)
+
+
 def _decode_blocks(t: NVFP4Tensor) -> torch.Tensor:
-    """Codes x block scales, without the global scale (what a tensor core sees)."""
-    q = decode_e2m1(unpack_codes(t.data))
-    K = q.shape[-1]
-    q = q.reshape(*q.shape[:-1], K // BLOCK_SIZE, BLOCK_SIZE) * t.scales.float().unsqueeze(-1)
-    return q.reshape(*q.shape[:-2], K)
+    return decode_blocks(t.data, t.scales)
 
 
 def weight_error(w: torch.Tensor, t: NVFP4Tensor) -> float:

@@ -2,10 +2,9 @@
 
 Runs on CPU (vLLM's CPU build) and any GPU. Weights stay packed FP4 in memory
 and are decoded per call; this is the correctness baseline, not a fast path.
-``linear`` computes exactly ``nvfp4.reference_linear`` (same operations in the
-same order, bit for bit) but decodes the packed operands through a 256-entry
-byte table (two E2M1 values per byte) instead of unpacking codes: about 5x
-faster on CPU, where vLLM calls it for every linear layer of every step.
+``linear`` computes exactly ``nvfp4.reference_linear`` (the same functions in
+the same order, bit for bit), adding the tensor-parallel amax override and the
+handling of degenerate rows that a serving engine needs.
 """
 
 from __future__ import annotations
@@ -14,31 +13,6 @@ import torch
 
 from vllm_fouroversix import nvfp4
 from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWeight
-
-_BYTE_TABLES: dict[torch.device, torch.Tensor] = {}
-
-
-def _byte_table(device: torch.device) -> torch.Tensor:
-    """float32 [256, 2]: the (low nibble, high nibble) E2M1 values of each byte."""
-    t = _BYTE_TABLES.get(device)
-    if t is None:
-        mag = torch.tensor(nvfp4.E2M1_VALUES, dtype=torch.float32)
-        codes = torch.cat([mag, -mag])  # code c: sign bit 3 -> -value (code 8 is -0.0)
-        b = torch.arange(256)
-        t = torch.stack([codes[b & 15], codes[b >> 4]], dim=-1).to(device)
-        _BYTE_TABLES[device] = t
-    return t
-
-
-def decode_blocks(data: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """Codes x block scales as float32 [..., K] (no global scale): ``nvfp4._decode_blocks``."""
-    lead = data.shape[:-1]
-    k = data.shape[-1] * 2
-    v = torch.nn.functional.embedding(data.reshape(-1, data.shape[-1]).long(), _byte_table(data.device))
-    v = v.view(-1, k // nvfp4.BLOCK_SIZE, nvfp4.BLOCK_SIZE)
-    v.mul_(scales.reshape(-1, k // nvfp4.BLOCK_SIZE).float().unsqueeze(-1))
-    return v.view(*lead, k)
-
 
 class ReferenceBackend(Backend):
     name = "reference"
@@ -68,14 +42,14 @@ class ReferenceBackend(Backend):
         # The operations of nvfp4.reference_linear, in its order.
         lead = x.shape[:-1]
         x2 = x.reshape(-1, K)
-        w_blocks = decode_blocks(t.data, t.scales)
+        w_blocks = nvfp4.decode_blocks(t.data, t.scales)
         gw = t.global_scale.float().reshape(-1)
         nan_rows = None
         if act.mode != "none":
             per_row = act.mode == "token"
             x2, act_amax, nan_rows = _sanitize(x2, act, act_amax)
             a = nvfp4.quantize(x2, act.rule, per_row=per_row, amax=act_amax)
-            a_blocks = decode_blocks(a.data, a.scales)
+            a_blocks = nvfp4.decode_blocks(a.data, a.scales)
             ga = a.global_scale.float().reshape(-1, 1) if per_row else a.global_scale.float()
             out = (a_blocks @ w_blocks.T) * (ga * gw)
         else:
