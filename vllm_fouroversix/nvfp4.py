@@ -168,18 +168,21 @@ def _codes_from_t(t: torch.Tensor) -> torch.Tensor:
     return torch.take(_code_table(t.device), idx)
 
 
-_TABLE_CACHE: dict[torch.device, torch.Tensor] = {}
+_DEVICE_CACHE: dict[tuple, torch.Tensor] = {}
 
 
-def _code_table(device: torch.device) -> torch.Tensor:
-    t = _TABLE_CACHE.get(device)
+def _on_device(key: tuple, device: torch.device, build) -> torch.Tensor:
+    """A small constant tensor built once per device (tables, divisors)."""
+    k = (*key, device)
+    t = _DEVICE_CACHE.get(k)
     if t is None:
-        t = torch.tensor(_CODE_TABLE, dtype=torch.int64, device=device)
-        _TABLE_CACHE[device] = t
+        t = build().to(device)
+        _DEVICE_CACHE[k] = t
     return t
 
 
-_CONST_CACHE: dict[tuple[float, torch.device], torch.Tensor] = {}
+def _code_table(device: torch.device) -> torch.Tensor:
+    return _on_device(("codes",), device, lambda: torch.tensor(_CODE_TABLE, dtype=torch.int64))
 
 
 def _const(v: float, device: torch.device) -> torch.Tensor:
@@ -189,12 +192,7 @@ def _const(v: float, device: torch.device) -> torch.Tensor:
     ``t * (1 / v)``, which rounds differently from the SPEC's division; a
     device tensor divisor gets a true IEEE division on every device.
     """
-    key = (v, device)
-    t = _CONST_CACHE.get(key)
-    if t is None:
-        t = torch.tensor(v, dtype=torch.float32, device=device)
-        _CONST_CACHE[key] = t
-    return t
+    return _on_device(("const", v), device, lambda: torch.tensor(v, dtype=torch.float32))
 
 
 def _to_e4m3(s_hp: torch.Tensor) -> torch.Tensor:
@@ -224,15 +222,8 @@ def _candidate(
     return _codes_from_t(t), s
 
 
-_LUT_CACHE: dict[torch.device, torch.Tensor] = {}
-
-
 def _lut(device: torch.device) -> torch.Tensor:
-    t = _LUT_CACHE.get(device)
-    if t is None:
-        t = torch.tensor(E2M1_VALUES, dtype=torch.float32, device=device)
-        _LUT_CACHE[device] = t
-    return t
+    return _on_device(("e2m1",), device, lambda: torch.tensor(E2M1_VALUES, dtype=torch.float32))
 
 
 def _block_error(
@@ -493,19 +484,16 @@ def reference_linear(
     return out.to(x.dtype).reshape(*lead, w.shape[0])
 
 
-_BYTE_TABLES: dict[torch.device, torch.Tensor] = {}
-
-
 def _byte_table(device: torch.device) -> torch.Tensor:
     """float32 [256, 2]: the (low nibble, high nibble) E2M1 values of each byte."""
-    t = _BYTE_TABLES.get(device)
-    if t is None:
+
+    def build() -> torch.Tensor:
         mag = torch.tensor(E2M1_VALUES, dtype=torch.float32)
         codes = torch.cat([mag, -mag])  # code c: sign bit 3 -> -value (code 8 is -0.0)
         b = torch.arange(256)
-        t = torch.stack([codes[b & 15], codes[b >> 4]], dim=-1).to(device)
-        _BYTE_TABLES[device] = t
-    return t
+        return torch.stack([codes[b & 15], codes[b >> 4]], dim=-1)
+
+    return _on_device(("bytes",), device, build)
 
 
 def decode_blocks(data: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
