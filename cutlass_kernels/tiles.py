@@ -65,11 +65,7 @@ def select_config(m: int, n: int, k: int, num_sms: int = B200_SMS) -> GemmConfig
     return PREFILL
 
 
-def m_bucket(m: int) -> int:
-    """The M the kernels are warmed up for: nothing in the code depends on M
-    (it is a runtime argument), so one compile per configuration serves every M
-    that selects it; buckets only decide which configurations to warm up."""
-    for b in (1, 128, 256, 2048):
-        if m <= b:
-            return b
-    return 4096
+#: One M from each range in which :func:`select_config` is constant for any N:
+#: (<=128), (129-256), (257-2047), (>=2048). Warming these up at start-up compiles
+#: every configuration serving can pick, so nothing compiles on the serving path.
+WARMUP_M = (1, 256, 512, 4096)

@@ -250,3 +250,13 @@ def test_every_shipped_variant_compiles() -> None:
     n = len(kernel_cache.all_shipped_gemm_keys("sm_100a")) + len(kernel_cache.all_quantizer_keys("sm_100a"))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert f"{n}/{n} variants compiled" in p.stdout
+
+
+@pytest.mark.parametrize("n", [64, 4096, 6144, 18944, 28672, 65536])
+def test_warmup_m_reaches_every_config_the_rule_can_pick(n: int) -> None:
+    """The start-up warm-up (CuteDSLBackend.warmup_layer) compiles the configuration of
+    every M bucket; together they must be every configuration serving can select, so no
+    kernel compiles on the serving path."""
+    reachable = {tiles.select_config(m, n, 4096) for m in range(1, 9000)}
+    warmed = {tiles.select_config(m, n, 4096) for m in tiles.WARMUP_M}
+    assert reachable == warmed

@@ -84,6 +84,13 @@ class Backend:
         """Lay out a loaded weight once (swizzle, pad, precompute). Default: as is."""
         return w
 
+    def warmup_layer(
+        self, w: QuantizedWeight, act: ActivationQuant, dtype: torch.dtype, has_bias: bool
+    ) -> None:
+        """Compile (or load) every kernel ``linear`` will need for ``w`` at any M, so
+        nothing compiles on the serving path. Called once per layer at start-up, after
+        :meth:`prepare_weight`. Default: nothing to do."""
+
     def linear(
         self,
         x: torch.Tensor,

@@ -92,6 +92,16 @@ class CuteDSLBackend(Backend):
         self.cache.warmup(dict.fromkeys(keys))
         return len(self.cache)
 
+    def warmup_layer(self, w: QuantizedWeight, act: ActivationQuant, dtype: torch.dtype,
+                     has_bias: bool) -> None:
+        """Compile this layer's kernels for every M bucket at start-up (see tiles.WARMUP_M)."""
+        from cutlass_kernels.tiles import WARMUP_M
+
+        if act.mode == "none" or dtype not in (torch.bfloat16, torch.float16):
+            return  # runs on the reference fallback, nothing to compile
+        self.warmup([(m, w.n, w.k) for m in WARMUP_M], act, dtype,
+                    col_scale=bool(w.extra["col_scale"]), bias=has_bias, device=w.data.device)
+
     def linear(self, x, w, bias, act, input_amax=None):
         if act.mode == "none" or x.dtype not in (torch.bfloat16, torch.float16):
             # FP4 x FP4 tensor cores need quantized bf16/fp16 activations.

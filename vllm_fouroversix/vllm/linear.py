@@ -438,6 +438,8 @@ def finish_layer(
             delattr(layer, name)
     for i, (r0, r1, qw, amax) in enumerate(parts):
         pw = backend.prepare_weight(qw)
+        # vLLM finishes layers inside set_default_torch_dtype(model dtype).
+        backend.warmup_layer(pw, method.act, torch.get_default_dtype(), getattr(layer, "bias", None) is not None)
         ops.register_weight(pw)
         sfx = "" if i == 0 else f"_s{i}"
         names = (f"{WEIGHT}{sfx}", f"{WEIGHT_SCALE}{sfx}", f"weight_global_scale{sfx}")
