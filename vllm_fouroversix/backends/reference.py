@@ -66,18 +66,16 @@ def _sanitize(
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Keep the engine alive on inputs the SPEC math cannot quantize.
 
-    ``nvfp4.quantize`` raises on NaN/Inf and breaks on a (non-zero) amax so
-    small that ``(M*S)/amax`` overflows float32 (subnormal rows). Real
+    ``nvfp4.quantize`` raises on NaN/Inf inputs and on a non-finite amax. Real
     activations never get there, but vLLM's warm-up and profiling runs feed
     uninitialized memory through the model, and a GPU kernel would not raise.
     Here such rows (the whole tensor, for per-tensor scales) are quantized as
-    zeros (the SPEC's amax == 0 case) and the non-finite ones give NaN output
-    rows. Every other row is computed exactly as before.
+    zeros and give NaN output rows. Every other row is computed exactly as
+    before; an amax too small to scale is already quantized as zero by nvfp4.
     Returns (x2, amax, bool rows to set to NaN or None).
     """
     if x2.numel() == 0:
         return x2, amax, None
-    limit = nvfp4.rule_constants(act.rule).MS / torch.finfo(torch.float32).max
     rows = x2.shape[0]
     row_max = x2.abs().amax(-1).float()  # NaN/Inf propagate
     bad_rows = ~torch.isfinite(row_max)  # these give NaN outputs
@@ -88,7 +86,7 @@ def _sanitize(
         bad_rows = bad_rows.any().expand(rows)  # one amax for all rows
     else:  # static: a calibrated amax; rows are independent
         m = amax.float().reshape(()).expand(rows)
-    bad_scale = ~torch.isfinite(m) | ((m > 0) & (m < limit))
+    bad_scale = ~torch.isfinite(m)  # (a finite amax too small to scale: nvfp4 zeroes it)
     drop = bad_rows | bad_scale
     if not bool(drop.any()):
         return x2, amax, None
@@ -97,5 +95,5 @@ def _sanitize(
         amax = torch.where(drop, torch.zeros_like(m), m)
     elif act.mode != "token" and bool(bad_scale.any()):
         amax = torch.zeros((), dtype=torch.float32, device=x2.device)  # all rows dropped
-    nan_rows = bad_rows | (bad_scale & ~torch.isfinite(m))
+    nan_rows = bad_rows | bad_scale
     return x2, amax, nan_rows if bool(nan_rows.any()) else None

@@ -90,6 +90,16 @@ class _Segment:
     swizzled: bool
 
 
+def _init_partition(
+    prefix: str, layer: torch.nn.Module, k_part: int, out_sizes: list[int], k: int
+) -> None:
+    """Check K/tp and record the layer's partition sizes (both linear methods)."""
+    _check_partition_k(prefix, layer, k_part, k)
+    layer.logical_widths = list(out_sizes)
+    layer.input_size_per_partition = k_part
+    layer.output_size_per_partition = sum(out_sizes)
+
+
 def _check_partition_k(prefix: str, layer: torch.nn.Module, k_part: int, k: int) -> None:
     if k_part % BLOCK_SIZE == 0:
         return
@@ -164,11 +174,8 @@ class FourOverSixLinearMethod(LinearMethodBase):
         params_dtype: torch.dtype,
         **extra_weight_attrs: Any,
     ) -> None:
-        _check_partition_k(self.prefix, layer, input_size_per_partition, input_size)
+        _init_partition(self.prefix, layer, input_size_per_partition, output_partition_sizes, input_size)
         loader = extra_weight_attrs.get("weight_loader")
-        layer.logical_widths = list(output_partition_sizes)
-        layer.input_size_per_partition = input_size_per_partition
-        layer.output_size_per_partition = sum(output_partition_sizes)
         n, k = layer.output_size_per_partition, input_size_per_partition
         shards = len(output_partition_sizes)
 
@@ -373,11 +380,8 @@ class FourOverSixOnlineLinearMethod(FourOverSixLinearMethod):
         params_dtype: torch.dtype,
         **extra_weight_attrs: Any,
     ) -> None:
-        _check_partition_k(self.prefix, layer, input_size_per_partition, input_size)
+        _init_partition(self.prefix, layer, input_size_per_partition, output_partition_sizes, input_size)
         loader = extra_weight_attrs.pop("weight_loader")
-        layer.logical_widths = list(output_partition_sizes)
-        layer.input_size_per_partition = input_size_per_partition
-        layer.output_size_per_partition = sum(output_partition_sizes)
         weight = ModelWeightParameter(
             data=torch.empty(layer.output_size_per_partition, input_size_per_partition, dtype=params_dtype),
             input_dim=1,
