@@ -85,14 +85,27 @@ def _e4m3_kernel(x_ptr, v_ptr, b_ptr, n, BLOCK: tl.constexpr):
     tl.store(b_ptr + o, b.to(tl.uint8), mask=m)
 
 
-@interpret
-def test_e4m3_rounding_matches_torch_interpreted():
-    # Every E4M3 value, the midpoints between neighbours (ties), and random values, 0..448.
+@triton.jit
+def _e4m3_hw_kernel(x_ptr, v_ptr, b_ptr, n, BLOCK: tl.constexpr):
+    o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = o < n
+    v, b = tq._e4m3_round_hw(tl.load(x_ptr + o, mask=m, other=0.0))
+    tl.store(v_ptr + o, v, mask=m)
+    tl.store(b_ptr + o, b.to(tl.uint8), mask=m)
+
+
+def _e4m3_inputs(n_random):
+    # Every E4M3 value, the midpoints between neighbours (ties) and their FP32 neighbours, random values, 0..448.
     grid = torch.arange(0, 127, dtype=torch.uint8).view(torch.float8_e4m3fn).float()
     mids = (grid[1:] + grid[:-1]) / 2
-    rnd = torch.rand(1500, generator=torch.Generator().manual_seed(0)) ** 4 * 448
+    rnd = torch.rand(n_random, generator=torch.Generator().manual_seed(0)) ** 4 * 448
     x = torch.cat([grid, mids, mids.nextafter(torch.tensor(0.0)), mids.nextafter(torch.tensor(1e9)), rnd])
-    x = x.clamp(0, 448).contiguous()
+    return x.clamp(0, 448).contiguous()
+
+
+@interpret
+def test_e4m3_rounding_matches_torch_interpreted():
+    x = _e4m3_inputs(1500)
     v, b = torch.empty_like(x), torch.empty(x.shape, dtype=torch.uint8)
     _e4m3_kernel[(1,)](x, v, b, x.numel(), BLOCK=triton.next_power_of_2(x.numel()))
     ref = x.to(torch.float8_e4m3fn)
@@ -100,16 +113,55 @@ def test_e4m3_rounding_matches_torch_interpreted():
     assert torch.equal(v, ref.float())
 
 
+@pytest.mark.gpu
+def test_e4m3_hw_conversion_matches_torch_gpu():
+    # The hardware conversion the quantizer uses on sm_89+ vs torch's CPU float8 cast.
+    if torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("cvt e4m3x2 needs sm_89+")
+    x = _e4m3_inputs(4_000_000)
+    xd = x.cuda()
+    v, b = torch.empty_like(xd), torch.empty(x.shape, dtype=torch.uint8, device="cuda")
+    _e4m3_hw_kernel[(triton.cdiv(x.numel(), 1024),)](xd, v, b, x.numel(), BLOCK=1024)
+    ref = x.to(torch.float8_e4m3fn)
+    assert torch.equal(b.cpu(), ref.view(torch.uint8))
+    assert torch.equal(v.cpu(), ref.float())
+
+
+@triton.jit
+def _div3_kernel(x_ptr, q_ptr, n, BLOCK: tl.constexpr):
+    o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = o < n
+    tl.store(q_ptr + o, tq._div3(tl.load(x_ptr + o, mask=m, other=1.0)), mask=m)
+
+
+def _check_div3(dev, n_sig):
+    # Every n_sig-th FP32 significand in [1, 2), then scaled into other binades; vs IEEE x / 3 on CPU.
+    sig = torch.arange(0, 1 << 23, n_sig, dtype=torch.int32) | 0x3F800000
+    x = torch.cat([sig.view(torch.float32) * s for s in (1.0, 2.0 ** -100, 2.0 ** 60, 448.0, 0.0)])
+    q = torch.empty_like(x, device=dev)
+    _div3_kernel[(triton.cdiv(x.numel(), 1024),)](x.to(dev), q, x.numel(), BLOCK=1024)
+    assert torch.equal(q.cpu(), x / torch.tensor(3.0))
+
+
+@interpret
+def test_div3_interpreted():
+    _check_div3("cpu", 997)
+
+
+@pytest.mark.gpu
+def test_div3_gpu():
+    _check_div3("cuda", 1)
+
+
 @triton.jit
 def _e2m1_kernel(y_ptr, v_ptr, c_ptr, p_ptr, n, BLOCK: tl.constexpr):
     o = tl.arange(0, BLOCK)
     m = o < n
-    v, c = tq._e2m1_round(tl.load(y_ptr + o, mask=m, other=0.0))
+    v = tq._e2m1_round(tl.load(y_ptr + o, mask=m, other=0.0))
     tl.store(v_ptr + o, v, mask=m)
-    tl.store(c_ptr + o, c, mask=m)
-    # the power of two that _deq reads off v: q / 3 for q = 1.5, 3, 6, else q
-    one = tl.full((1,), 1.0, tl.float32)
-    tl.store(p_ptr + o, tl.reshape(tq._deq(v[None, :], one, one), (BLOCK,)), mask=m)
+    tl.store(c_ptr + o, tq._e2m1_code(v), mask=m)
+    # _deq with d1 = 1, d3 = 1: the power of two it reads off v (q / 3 for q = 1.5, 3, 6, else q)
+    tl.store(p_ptr + o, tq._deq(v, 1.0, 0.5), mask=m)
 
 
 def _e2m1_inputs():
@@ -221,12 +273,18 @@ def test_is_available_needs_cuda_8_or_9():
 @pytest.mark.gpu
 @pytest.mark.parametrize("rule", RULES)
 def test_quantizer_bit_exact_gpu(rule):
-    for mode in ("token", "tensor"):
-        x = _acts((512, 4096), seed=1).cuda()
-        x[0, :32] = 0
-        q = tq.quantize_triton(x, rule, per_row=mode == "token", dequant_dtype=torch.bfloat16)
-        r = nvfp4.quantize(x.cpu(), rule, per_row=mode == "token")
-        _assert_quant_equal(q, r, mode == "token")
+    # K = 4096 (one block a thread), 14336 (two), 20480 (chunked rows), 96 (one warp); fp16 too.
+    for i, (shape, dtype) in enumerate([((512, 4096), torch.bfloat16), ((37, 14336), torch.bfloat16),
+                                        ((3, 20480), torch.bfloat16), ((5, 96), torch.float16)]):
+        for mode in ("token", "tensor", "static"):
+            x = _acts(shape, seed=i, dtype=dtype)
+            x[0, :32] = 0
+            x[1, 3] = -0.0
+            x[1, 5] = -1e-30 if dtype == torch.bfloat16 else -1e-7
+            amax = 0.5 * x.float().abs().max().item() if mode == "static" else None
+            q = tq.quantize_triton(x.cuda(), rule, per_row=mode == "token", amax=amax, dequant_dtype=torch.bfloat16)
+            r = nvfp4.quantize(x, rule, per_row=mode == "token", amax=amax)
+            _assert_quant_equal(q, r, mode == "token")
 
 
 @pytest.mark.gpu

@@ -84,6 +84,7 @@ def bench_cuda(args: argparse.Namespace) -> str:
     """
     import triton
 
+    import vllm_fouroversix.kernels.triton_quantize as tq
     from vllm_fouroversix.kernels.triton_quantize import quantize_triton
 
     gen = torch.Generator().manual_seed(0)
@@ -98,21 +99,43 @@ def bench_cuda(args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|",
     ]
     R, K = x.shape
-    for rule in args.rules:
-        for per_row in (True, False):
-            fn = lambda: quantize_triton(x, rule, per_row=per_row)  # noqa: E731
-            q = fn()
-            r = nvfp4.quantize(x.cpu(), rule, per_row=per_row)
-            exact = torch.equal(q.data.cpu(), r.data) and torch.equal(
-                q.scales.view(torch.uint8).cpu(), r.scales.view(torch.uint8)
-            )
+
+    refs = {}
+    sweep = [(b, n) for b in args.bpt for n in args.maxnreg]
+    for rule, per_row, (bpt, nreg) in [(r, p, v) for r in args.rules for p in (True, False) for v in sweep]:
+        tq._BLOCKS_PER_THREAD = bpt
+        tq._EXTRA_LAUNCH = {"maxnreg": nreg} if nreg else {}
+        fn = lambda: quantize_triton(x, rule, per_row=per_row)  # noqa: E731
+        q = fn()
+        if (rule, per_row) not in refs:
+            refs[rule, per_row] = nvfp4.quantize(x.cpu(), rule, per_row=per_row)
+        r = refs[rule, per_row]
+        exact = torch.equal(q.data.cpu(), r.data) and torch.equal(
+            q.scales.view(torch.uint8).cpu(), r.scales.view(torch.uint8)
+        ) and torch.equal(q.global_scale.cpu().reshape(-1), r.global_scale.float().reshape(-1))
+        t = triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
+        nbytes = R * K * 2 + R * K // 2 + R * K // 16 + (R * 4 if per_row else 4)
+        bw = nbytes / (t * 1e-3)
+        mode = "token" if per_row else "tensor (+ amax pass)"
+        if len(sweep) > 1:
+            mode += f" bpt={bpt} maxnreg={nreg or '-'}"
+        lines.append(
+            f"| {rule} | {mode} | {t * 1e3:.1f} | {bw / 1e12:.2f} | {100 * bw / copy_bw:.0f}% | {'yes' if exact else 'NO'} |"
+        )
+        print(lines[-1], flush=True)
+    tq._BLOCKS_PER_THREAD = 1
+    tq._EXTRA_LAUNCH = {}
+    if args.deq:
+        # What the W4A4 GEMM path runs: decoded q * s in bf16 (2 bytes a value) instead of packed codes.
+        lines += ["", "W4A4 operand (write_packed=False, dequant bf16, per token):", "",
+                  "| rule | us | TB/s (read + bf16 write + fp32 scales) | % of copy bandwidth |", "|---|---|---|---|"]
+        for rule in args.rules:
+            fn = lambda: quantize_triton(x, rule, per_row=True, write_packed=False,  # noqa: E731
+                                         dequant_dtype=torch.bfloat16)
+            fn()
             t = triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
-            nbytes = R * K * 2 + R * K // 2 + R * K // 16 + (R * 4 if per_row else 4)
-            bw = nbytes / (t * 1e-3)
-            mode = "token" if per_row else "tensor (+ amax pass)"
-            lines.append(
-                f"| {rule} | {mode} | {t * 1e3:.1f} | {bw / 1e12:.2f} | {100 * bw / copy_bw:.0f}% | {'yes' if exact else 'NO'} |"
-            )
+            bw = (R * K * 4 + R * 4) / (t * 1e-3)
+            lines.append(f"| {rule} | {t * 1e3:.1f} | {bw / 1e12:.2f} | {100 * bw / copy_bw:.0f}% |")
             print(lines[-1], flush=True)
     import triton as _t
 
@@ -130,6 +153,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads for both (default: torch's)")
+    ap.add_argument("--bpt", type=int, nargs="+", default=[1],
+                    help="cuda: 16-element blocks a thread handles (sweep; sets num_warps)")
+    ap.add_argument("--deq", action="store_true", help="cuda: also time the W4A4 operand output (bf16 q * s)")
+    ap.add_argument("--maxnreg", type=int, nargs="+", default=[0], help="cuda: register caps to sweep (0: none)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                     help="cuda: time the Triton quantizer against a device copy (GPU mode)")
     args = ap.parse_args()

@@ -26,6 +26,8 @@ Nothing here imports vLLM. The kernel also runs under ``TRITON_INTERPRET=1``.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -46,6 +48,19 @@ RULE_IDS = {
 # Rows of up to this many 16-element blocks are held in registers (one read).
 _MAX_SINGLE_PASS_BLOCKS = 1024  # K <= 16384
 _CHUNK_BLOCKS = 256
+# Blocks a thread handles (sets num_warps = blocks / 32 / this, 1..16).
+_BLOCKS_PER_THREAD = 1
+# Extra launch options (benchmark sweeps: e.g. maxnreg).
+_EXTRA_LAUNCH: dict = {}
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+_HW_CVT_OFF = os.environ.get("VLLM_FOUROVERSIX_NO_HW_CVT", "0") not in ("", "0")
+
+
+def _hw_cvt(dev: torch.device) -> bool:
+    """Use the hardware FP32 -> E4M3 conversion (sm_89+; not under the interpreter)."""
+    if _INTERPRET or _HW_CVT_OFF or dev.type != "cuda":
+        return False
+    return torch.cuda.get_device_capability(dev) >= (8, 9)
 
 
 @triton.jit
@@ -75,37 +90,85 @@ def _e4m3_round(v):
     return val, byte
 
 
+# fp32 -> E4M3 byte with the hardware's round-to-nearest-even conversion (sm_89+),
+# and the byte's value back through f16 (exact). In: s (fp32, 0..448). Out: byte, value.
+_E4M3_ASM = tl.constexpr("""
+{
+.reg .b16 p, lo, hi;
+.reg .b32 h;
+cvt.rn.satfinite.e4m3x2.f32 p, 0f00000000, $2;
+cvt.rn.f16x2.e4m3x2 h, p;
+mov.b32 {lo, hi}, h;
+cvt.f32.f16 $1, lo;
+cvt.u32.u16 $0, p;
+}
+""")
+
+
+@triton.jit
+def _e4m3_round_hw(v):
+    """As :func:`_e4m3_round` with the hardware conversion (GPU, sm_89+)."""
+    byte, val = tl.inline_asm_elementwise(
+        _E4M3_ASM, "=r,=r,r", [v], dtype=(tl.int32, tl.float32), is_pure=True, pack=1
+    )
+    return val, byte
+
+
+@triton.jit
+def _div3(x):
+    """x / 3 correctly rounded (FP32, x normal or 0): q = x * RN(1/3) and one FMA correction.
+
+    Markstein's correction with the correctly rounded reciprocal; checked against
+    IEEE division for every FP32 significand (tools: see docs/hopper.md), so it
+    holds in every binade whose results are normal. 3 instructions instead of an
+    IEEE division's ~10 and its slow-path branch.
+    """
+    q = x * 0.3333333432674408  # RN(1/3) in FP32, exactly
+    rem = tl.fma(-q, 3.0, x)  # exact
+    return tl.fma(rem, 0.3333333432674408, q)
+
+
 @triton.jit
 def _e2m1_round(y):
-    """y >= 0 (fp32) -> (E2M1 value, magnitude code 0..7): round half to even, saturate at 6.
+    """y >= 0 (fp32) -> its E2M1 value (fp32): round half to even, saturate at 6.
 
     SPEC: |y| < 2: round(2|y|)/2; 2 <= |y| < 4: round(|y|); |y| >= 4: 2*round(|y|/2).
     Adding the magic number 2^22, 2^23 or 2^24 (whose ulp is 0.5, 1 or 2) rounds
     y to that step with the FPU's round-to-nearest-even; subtracting it back is
-    exact. The low bits of the sum are the rounded value in steps, which give
-    the code after an offset of 0, 2 or 4.
+    exact. The magic number is read off y's exponent (after clamping y to 6):
+    ``max(exponent(y) + 22, 22)``, one integer add-and-max.
     """
-    r = (y >= 2.0).to(tl.int32) + (y >= 4.0).to(tl.int32)
-    mb = 0x4A800000 + (r << 23)
+    yc = tl.minimum(y, 6.0)
+    mb = tl.maximum((yc.to(tl.int32, bitcast=True) & 0x7F800000) + (22 << 23), 149 << 23)
     magic = mb.to(tl.float32, bitcast=True)
-    s = y + magic
-    v = tl.minimum(s - magic, 6.0)
-    code = tl.minimum(s.to(tl.int32, bitcast=True) - mb + 2 * r, 7)
-    return v, code
+    return (yc + magic) - magic
 
 
 @triton.jit
-def _candidate(a_lo, a_hi, bmax_m, enc, dec, EXPAND: tl.constexpr):
-    s_hp = bmax_m * enc  # bmax_m = max|x_b| / M
-    if EXPAND:
-        s_hp = s_hp * 1.5
-    s_hp = tl.minimum(s_hp, 448.0)
-    sf, sbyte = _e4m3_round(s_hp)
-    inv = tl.where(sf != 0.0, tl.div_rn(tl.full(sf.shape, 1.0, tl.float32), dec * sf), 0.0)
-    inv2 = inv[:, None]
-    v_lo, c_lo = _e2m1_round(a_lo * inv2)
-    v_hi, c_hi = _e2m1_round(a_hi * inv2)
-    return v_lo, v_hi, c_lo, c_hi, sf, sbyte
+def _e2m1_code(v):
+    """E2M1 value (fp32, >= 0) -> magnitude code 0..7.
+
+    With h = bits(v) >> 22 (the exponent and the one mantissa bit): 0 -> 0,
+    0.5 -> 252, 1 -> 254, 1.5 -> 255, ..., 6 -> 259; code = max(h - 252, min(h, 1)).
+    """
+    h = v.to(tl.int32, bitcast=True) >> 22
+    return tl.maximum(h - 252, tl.minimum(h, 1))
+
+
+@triton.jit
+def _deq(v, d1, d3h):
+    """((q * s) * amax) / 1536 for E2M1 values v (fp32), from the per-block values
+    d1 = ((1 * s) * amax) / 1536 and d3h = (((3 * s) * amax) / 1536) / 2.
+
+    q * s is exact, and q is 2^k (q = 0.5, 1, 2, 4) or 3 * 2^k (q = 1.5, 3, 6):
+    scaling by a power of two commutes with every rounding (no subnormals), so
+    this equals the SPEC's per-element expression bit for bit with 2 divisions
+    a block instead of 16. v with its mantissa bit cleared is 2^k (q = 2^k) or
+    2^(k+1) (q = 3 * 2^k, hence d3 / 2).
+    """
+    vb = v.to(tl.int32, bitcast=True)
+    p2 = (vb & 0x7F800000).to(tl.float32, bitcast=True)
+    return p2 * tl.where((vb & 0x400000) != 0, d3h, d1)
 
 
 @triton.jit
@@ -130,48 +193,50 @@ def _seq8(p):
 
 
 @triton.jit
-def _deq(v, d1, d3):
-    """((q * s) * amax) / 1536 for E2M1 values v, from the two per-block values
-    d1 = ((1 * s) * amax) / 1536 and d3 = ((3 * s) * amax) / 1536.
+def _scale(bmax_m, enc, dec, amax, EXPAND: tl.constexpr, HW_CVT: tl.constexpr):
+    """One candidate's block scale: (float(s), its byte, 1 / (dec * s) or 0, d1, d3 / 2).
 
-    q * s is exact, and q is 2^k (q = 0.5, 1, 2, 4) or 3 * 2^k (q = 1.5, 3, 6):
-    scaling by a power of two commutes with every rounding (no subnormals), so
-    this equals the SPEC's per-element expression bit for bit with 2 divisions
-    a block instead of 16. The power of two is read off v's bits: its exponent,
-    one less when the mantissa bit says q = 3 * 2^k.
+    d1 = (s * amax) / 1536 and d3 = ((3 * s) * amax) / 1536, each correctly
+    rounded: z / 1536 = (z / 3) * 2^-9 exactly while the result is normal.
     """
-    vb = v.to(tl.int32, bitcast=True)
-    m3 = vb & 0x400000
-    p2 = ((vb & 0x7F800000) - (m3 << 1)).to(tl.float32, bitcast=True)
-    return tl.where(m3 != 0, d3[:, None], d1[:, None]) * p2
+    s_hp = bmax_m * enc  # bmax_m = max|x_b| / M
+    if EXPAND:
+        s_hp = s_hp * 1.5
+    s_hp = tl.minimum(s_hp, 448.0)
+    if HW_CVT:
+        sf, sbyte = _e4m3_round_hw(s_hp)
+    else:
+        sf, sbyte = _e4m3_round(s_hp)
+    one = tl.full(sf.shape, 1.0, tl.float32)
+    inv = tl.where(sf != 0.0, tl.div_rn(one, dec * sf), 0.0)
+    d1 = _div3(sf * amax) * 0.001953125
+    d3h = _div3((sf * 3.0) * amax) * 0.0009765625
+    return sf, sbyte, inv, d1, d3h
 
 
 @triton.jit
-def _block_error(a_lo, a_hi, v_lo, v_hi, sf, amax, RULE: tl.constexpr):
-    c1536 = tl.full(sf.shape, 1536.0, tl.float32)
-    d1 = tl.div_rn(sf * amax, c1536)
-    d3 = tl.div_rn((sf * 3.0) * amax, c1536)
-    d_lo = _deq(v_lo, d1, d3) - a_lo
-    d_hi = _deq(v_hi, d1, d3) - a_hi
+def _cand_error(a_lo, a_hi, v_lo, v_hi, d1, d3h, RULE: tl.constexpr):
+    d1 = d1[:, None]
+    d3h = d3h[:, None]
+    e_lo = _deq(v_lo, d1, d3h) - a_lo
+    e_hi = _deq(v_hi, d1, d3h) - a_hi
     if RULE == 2:  # mse
-        return _seq8(d_lo * d_lo + d_hi * d_hi)
+        return _seq8(e_lo * e_lo + e_hi * e_hi)
     elif RULE == 3:  # mae
-        return _seq8(tl.abs(d_lo) + tl.abs(d_hi))
+        return _seq8(tl.abs(e_lo) + tl.abs(e_hi))
     else:  # abs_max
-        return tl.maximum(tl.max(tl.abs(d_lo), axis=1), tl.max(tl.abs(d_hi), axis=1))
+        return tl.max(tl.maximum(tl.abs(e_lo), tl.abs(e_hi)), axis=1)
 
 
 @triton.jit
-def _pack(c_lo):
-    """Codes [B, 8] (elements 0..7 of a half block) -> 4 bytes [B, 4]."""
-    B: tl.constexpr = c_lo.shape[0]
-    ev, od = tl.split(tl.reshape(c_lo, (B, 4, 2)))
-    return (ev | (od << 4)).to(tl.uint8)
+def _pack8(c):
+    """Nibbles [B, 8] (element j at bits 4j) -> one int32 word [B]."""
+    return tl.sum(c << (4 * tl.arange(0, 8))[None, :], axis=1)
 
 
 @triton.jit
 def _load_tile(x_row, blk0, nb, CB: tl.constexpr):
-    """Blocks blk0 .. blk0+CB-1 of a row as two [CB, 8] fp32 halves (each thread: whole half blocks)."""
+    """Blocks blk0 .. blk0+CB-1 of a row as two [CB, 8] fp32 halves (each thread: whole blocks)."""
     blk = blk0 + tl.arange(0, CB)
     offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
     m2 = (blk < nb)[:, None]
@@ -184,50 +249,55 @@ def _load_tile(x_row, blk0, nb, CB: tl.constexpr):
 def _quant_tile(
     x_lo, x_hi, data_row, scales_row, deq_row, blk0, nb, amax, enc, dec,
     CB: tl.constexpr, RULE: tl.constexpr, M: tl.constexpr,
-    WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr,
+    WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
 ):
     blk = blk0 + tl.arange(0, CB)
     bmask = blk < nb
-    offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
-    m2 = bmask[:, None]
     a_lo = tl.abs(x_lo)
     a_hi = tl.abs(x_hi)
-    bmax = tl.maximum(tl.max(a_lo, axis=1), tl.max(a_hi, axis=1))
+    bmax = tl.max(tl.maximum(a_lo, a_hi), axis=1)
     if M == 4:
         bmax_m = bmax * 0.25  # exact: equals the correctly rounded bmax / 4
     else:
-        bmax_m = tl.div_rn(bmax, tl.full(bmax.shape, M, tl.float32))
-    v_lo, v_hi, c_lo, c_hi, sf, sbyte = _candidate(a_lo, a_hi, bmax_m, enc, dec, False)
+        bmax_m = _div3(bmax) * 0.5  # M = 6: the correctly rounded bmax / 6
+    sf, sbyte, inv, d1, d3h = _scale(bmax_m, enc, dec, amax, False, HW_CVT)
+    inv2 = inv[:, None]
+    v_lo = _e2m1_round(a_lo * inv2)
+    v_hi = _e2m1_round(a_hi * inv2)
     if RULE >= 2:
-        v4_lo, v4_hi, c4_lo, c4_hi, sf4, sbyte4 = _candidate(a_lo, a_hi, bmax_m, enc, dec, True)
-        err6 = _block_error(a_lo, a_hi, v_lo, v_hi, sf, amax, RULE)
-        err4 = _block_error(a_lo, a_hi, v4_lo, v4_hi, sf4, amax, RULE)
+        sf4, sbyte4, inv4, d14, d3h4 = _scale(bmax_m, enc, dec, amax, True, HW_CVT)
+        inv42 = inv4[:, None]
+        v4_lo = _e2m1_round(a_lo * inv42)
+        v4_hi = _e2m1_round(a_hi * inv42)
+        err6 = _cand_error(a_lo, a_hi, v_lo, v_hi, d1, d3h, RULE)
+        err4 = _cand_error(a_lo, a_hi, v4_lo, v4_hi, d14, d3h4, RULE)
         pick4 = err4 < err6  # ties go to map-to-6
         p2 = pick4[:, None]
-        c_lo = tl.where(p2, c4_lo, c_lo)
-        c_hi = tl.where(p2, c4_hi, c_hi)
         v_lo = tl.where(p2, v4_lo, v_lo)
         v_hi = tl.where(p2, v4_hi, v_hi)
         sf = tl.where(pick4, sf4, sf)
         sbyte = tl.where(pick4, sbyte4, sbyte)
-    nz = (sbyte != 0)[:, None]
-    c_lo = c_lo | (((x_lo < 0.0) & nz).to(tl.int32) << 3)
-    c_hi = c_hi | (((x_hi < 0.0) & nz).to(tl.int32) << 3)
+    # Sign bit (bit 3 of the nibble): x < 0 (not -0.0), except in blocks whose scale is 0.
+    sgn = tl.where(sbyte != 0, 8, 0)[:, None]
+    n_lo = _e2m1_code(v_lo) | tl.where(x_lo < 0.0, sgn, 0)
+    n_hi = _e2m1_code(v_hi) | tl.where(x_hi < 0.0, sgn, 0)
     if WRITE_PACKED:
-        j4 = tl.arange(0, 4)
-        boffs = blk[:, None] * 8 + j4[None, :]
-        tl.store(data_row + boffs, _pack(c_lo), mask=m2)
-        tl.store(data_row + boffs + 4, _pack(c_hi), mask=m2)
+        w = tl.join(_pack8(n_lo), _pack8(n_hi))  # [CB, 2] int32: bytes 0..3, 4..7 of a block
+        words = data_row.to(tl.pointer_type(tl.int32), bitcast=True)
+        woffs = blk[:, None] * 2 + tl.arange(0, 2)[None, :]
+        tl.store(words + woffs, w, mask=bmask[:, None])
         tl.store(scales_row + blk, sbyte.to(tl.uint8), mask=bmask)
     if WRITE_DEQ:
         # q * float(s) without the global scale: exact in bf16 (<= 6 significant bits).
+        offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
+        m2 = bmask[:, None]
         sf2 = sf[:, None]
-        v_lo = v_lo * sf2
-        v_hi = v_hi * sf2
-        v_lo = tl.where((c_lo & 8) != 0, -v_lo, v_lo)
-        v_hi = tl.where((c_hi & 8) != 0, -v_hi, v_hi)
-        tl.store(deq_row + offs, v_lo.to(deq_row.dtype.element_ty), mask=m2)
-        tl.store(deq_row + offs + 8, v_hi.to(deq_row.dtype.element_ty), mask=m2)
+        q_lo = v_lo * sf2
+        q_hi = v_hi * sf2
+        q_lo = tl.where((n_lo & 8) != 0, -q_lo, q_lo)
+        q_hi = tl.where((n_hi & 8) != 0, -q_hi, q_hi)
+        tl.store(deq_row + offs, q_lo.to(deq_row.dtype.element_ty), mask=m2)
+        tl.store(deq_row + offs + 8, q_hi.to(deq_row.dtype.element_ty), mask=m2)
 
 
 @triton.jit
@@ -236,7 +306,7 @@ def _quantize_kernel(
     K, stride_x, stride_deq,
     RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr,
     ROW_AMAX: tl.constexpr, NUM_CHUNKS: tl.constexpr, CB: tl.constexpr,
-    WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr,
+    WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     nb = K // 16
@@ -248,8 +318,7 @@ def _quantize_kernel(
         # The whole row in registers: one read.
         x_lo, x_hi = _load_tile(x_row, 0, nb, CB)
         if ROW_AMAX:
-            amax = tl.maximum(tl.max(tl.max(tl.abs(x_lo), axis=1), axis=0),
-                              tl.max(tl.max(tl.abs(x_hi), axis=1), axis=0))
+            amax = tl.max(tl.max(tl.maximum(tl.abs(x_lo), tl.abs(x_hi)), axis=1), axis=0)
             tl.store(gs_ptr + row, tl.div_rn(amax, MS))
         else:
             amax = tl.load(amax_ptr).to(tl.float32)
@@ -257,7 +326,7 @@ def _quantize_kernel(
                 tl.store(gs_ptr, tl.div_rn(amax, MS))
         enc, dec = _enc_dec(amax, MS)
         _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, 0, nb, amax, enc, dec,
-                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ)
+                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT)
     else:
         if ROW_AMAX:
             amax = 0.0
@@ -274,17 +343,40 @@ def _quantize_kernel(
         for c in range(NUM_CHUNKS):
             x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)
             _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
-                        CB, RULE, M, WRITE_PACKED, WRITE_DEQ)
+                        CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT)
 
 
 @triton.jit
 def _enc_dec(amax, MS: tl.constexpr):
-    zero = amax == 0.0
-    safe = tl.where(zero, 1.0, amax)
-    enc = tl.div_rn(MS, safe)
+    # amax 0, or so small that MS / amax overflows: every code and scale is 0 (as nvfp4).
+    enc = tl.div_rn(MS, tl.where(amax == 0.0, 1.0, amax))
+    zero = (amax == 0.0) | (enc == float("inf"))
+    enc = tl.where(zero, 1.0, enc)
     dec = tl.div_rn(1.0, enc)
     enc = tl.where(zero, 0.0, enc)
     return enc, dec
+
+
+@triton.jit
+def _amax_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr, ITERS: tl.constexpr):
+    """max |x| over a contiguous tensor: a max per program, then an integer atomic max
+    on the FP32 bits (non-negative floats order like their bit patterns). Exact."""
+    base = tl.program_id(0).to(tl.int64) * (BLOCK * ITERS)
+    m = tl.zeros((BLOCK,), tl.float32)
+    for i in range(ITERS):
+        offs = base + i * BLOCK + tl.arange(0, BLOCK)
+        m = tl.maximum(m, tl.abs(tl.load(x_ptr + offs, mask=offs < n, other=0.0).to(tl.float32)))
+    tl.atomic_max(out_ptr, tl.max(m, axis=0).to(tl.int32, bitcast=True))
+
+
+def _amax(x: torch.Tensor) -> torch.Tensor:
+    """float32 [1]: max |x| (one read of x; x contiguous)."""
+    out = torch.zeros(1, dtype=torch.int32, device=x.device)
+    n = x.numel()
+    if n:
+        block, iters = 4096, 8
+        _amax_kernel[(triton.cdiv(n, block * iters),)](x, out, n, BLOCK=block, ITERS=iters, num_warps=8)
+    return out.view(torch.float32)
 
 
 class QuantizedActivation:
@@ -332,7 +424,7 @@ def quantize_triton(
         amax_t = gs  # unused
     else:
         if amax is None:
-            amax_t = x.abs().amax().float().reshape(1) if x.numel() else torch.zeros(1, device=dev)
+            amax_t = _amax(x if x.is_contiguous() else x.contiguous())
         else:
             amax_t = torch.as_tensor(amax, dtype=torch.float32, device=dev).reshape(1)
         gs = torch.empty((), dtype=torch.float32, device=dev)  # written by the kernel (IEEE division)
@@ -349,14 +441,15 @@ def quantize_triton(
     else:
         cb, chunks = _CHUNK_BLOCKS, triton.cdiv(nb, _CHUNK_BLOCKS)
     dummy = data if data is not None else deq
-    # About 2 blocks a thread; few rows (decode): 1 block a thread, for latency.
-    num_warps = max(4, min(8, cb // 64)) if R > 256 else max(4, min(16, cb // 32))
+    # One 16-element block a thread (its max and error sums stay in registers),
+    # up to 16 warps; longer rows give a thread several blocks.
+    num_warps = max(1, min(16, cb // (32 * _BLOCKS_PER_THREAD)))
     _quantize_kernel[(R,)](
         x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
         dummy if deq is None else deq,
         K, x.stride(0), 0 if deq is None else deq.stride(0),
         RULE=RULE_IDS[rule], M=c.M, MS=c.MS, ROW_AMAX=per_row, NUM_CHUNKS=chunks, CB=cb,
-        WRITE_PACKED=write_packed, WRITE_DEQ=deq is not None,
-        num_warps=num_warps, enable_fp_fusion=False,
+        WRITE_PACKED=write_packed, WRITE_DEQ=deq is not None, HW_CVT=_hw_cvt(dev),
+        num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
     )
     return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
