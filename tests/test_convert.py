@@ -119,6 +119,24 @@ def test_bit_exact_against_nvfp4(models, tmp_path, name):
     assert s.bytes_after < s.bytes_before
 
 
+def test_c_quantizer_and_torch_fallback_write_the_same_checkpoint(models, tmp_path, monkeypatch):
+    """On CPU the converter uses the C quantizer when it builds; without it
+    (no compiler, VLLM_FOUROVERSIX_CPU_KERNEL=0) nvfp4 does the work. Same bytes,
+    same summary statistics."""
+    import vllm_fouroversix.convert.core as core
+
+    assert core.cpu_quantize.available(), core.cpu_quantize.unavailable_reason()
+    fast = convert_checkpoint(models["qwen3_moe"], tmp_path / "c", **CPU)
+    monkeypatch.setattr(core.cpu_quantize, "available", lambda: False)
+    slow = convert_checkpoint(models["qwen3_moe"], tmp_path / "torch", **CPU)
+    a, b = read_all(tmp_path / "c"), read_all(tmp_path / "torch")
+    assert a.keys() == b.keys() and all(same_bits(a[k], b[k]) for k in a)
+    assert fast.weight_errors.keys() == slow.weight_errors.keys()
+    for k, e in slow.weight_errors.items():
+        assert fast.weight_errors[k] == pytest.approx(e, rel=1e-4), k
+    assert (fast.blocks_nonzero, fast.blocks_mapped_to_4) == (slow.blocks_nonzero, slow.blocks_mapped_to_4)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
 def test_fp16_fp32_inputs(tmp_path, dtype):
     src = tiny_models.llama_tied(tmp_path / "m", dtype=dtype)
@@ -359,15 +377,19 @@ def test_interrupt_leaves_no_output(models, tmp_path, monkeypatch):
     import vllm_fouroversix.convert.core as core
 
     calls = {"n": 0}
-    real = nvfp4.quantize
 
-    def flaky(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return real(*a, **k)
+    def flaky(real):
+        def f(*a, **k):
+            calls["n"] += 1
+            if calls["n"] == 5:
+                raise KeyboardInterrupt
+            return real(*a, **k)
 
-    monkeypatch.setattr(core.nvfp4, "quantize", flaky)
+        return f
+
+    # Whichever quantizer the converter uses (the C one on CPU when built).
+    monkeypatch.setattr(core.nvfp4, "quantize", flaky(nvfp4.quantize))
+    monkeypatch.setattr(core.cpu_quantize, "quantize_cpu", flaky(core.cpu_quantize.quantize_cpu))
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         convert_checkpoint(models["llama_tied"], out, **CPU)
