@@ -7,7 +7,9 @@ For the same checkpoint, alternating, ``--repeats`` times each, median reported:
 - ``copy (transformers)``: ``AutoModelForCausalLM.from_pretrained`` + ``save_pretrained``
   (what a user's "load and re-save" costs);
 - ``convert``: ``convert_checkpoint(...)`` with the default options (weight rule mse,
-  per-token activations), on ``--device``.
+  per-token activations), on ``--device`` (on CPU: the C quantizer);
+- with ``--also-torch``: the same CPU conversion with the C quantizer turned off
+  (``nvfp4.quantize`` in PyTorch, what runs where no C compiler is found).
 
 The target of issue #4 is convert <= 3x copy. Checkpoints:
 
@@ -130,12 +132,15 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="conversion device: cpu, cuda, auto (default: cpu)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of each (default: 3)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--also-torch", action="store_true",
+                    help="also time a CPU conversion with the C quantizer turned off (nvfp4's PyTorch code)")
     args = ap.parse_args()
 
     from transformers.utils import logging as hf_logging
 
     from vllm_fouroversix import nvfp4
     from vllm_fouroversix.convert import convert_checkpoint
+    from vllm_fouroversix.kernels import cpu_quantize
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -155,20 +160,29 @@ def main() -> None:
             nvfp4.quantize(torch.randn(128, 128, device="cuda" if args.device == "auto" else args.device), "mse")
 
         times: dict[str, list[float]] = {"copy (safetensors)": [], "copy (transformers)": [], "convert": []}
+        if args.also_torch:
+            times["convert (PyTorch quantizer)"] = []
         summary = None
         mem_peak = 0
         for r in range(args.repeats):
             for name in times:
-                dst = work / f"out-{r}-{name.split()[0]}-{len(times[name])}"
+                dst = work / f"out-{r}-{list(times).index(name)}"
                 t0 = time.perf_counter()
                 if name == "copy (safetensors)":
                     copy_safetensors(src, dst)
                 elif name == "copy (transformers)":
                     copy_transformers(src, dst)
-                else:
+                elif name == "convert":
                     with AnonRssPeak() as mem:
                         summary = convert_checkpoint(src, dst, device=args.device, progress=False)
                     mem_peak = max(mem_peak, mem.peak - mem.base)
+                else:  # the same conversion on nvfp4.quantize, as without a C compiler
+                    real = cpu_quantize.available
+                    cpu_quantize.available = lambda: False
+                    try:
+                        convert_checkpoint(src, dst, device="cpu", progress=False)
+                    finally:
+                        cpu_quantize.available = real
                 if args.device != "cpu" and torch.cuda.is_available():
                     torch.cuda.synchronize()
                 times[name].append(time.perf_counter() - t0)

@@ -203,6 +203,12 @@ def convert_checkpoint(
         summary.seconds = time.perf_counter() - t0
         return summary
 
+    if dev.type == "cpu":
+        if cpu_quantize.needs_build():
+            say("building the C quantizer (once per machine, a few seconds)")
+        if not cpu_quantize.available():
+            say(f"note: the C quantizer is unavailable ({cpu_quantize.unavailable_reason()}); "
+                "quantizing with the slower PyTorch code (same result)")
     input_amax: dict[str, float] = {}
     if static:
         from vllm_fouroversix.convert.calibrate import calibrate_input_amax

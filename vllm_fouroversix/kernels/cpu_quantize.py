@@ -31,7 +31,7 @@ import torch
 
 from vllm_fouroversix import nvfp4
 
-__all__ = ["available", "unavailable_reason", "quantize_cpu", "amax_cpu", "QuantStats"]
+__all__ = ["available", "unavailable_reason", "needs_build", "quantize_cpu", "amax_cpu", "QuantStats"]
 
 _SRC = Path(__file__).with_name("cpu_quantize.c")
 # No -ffast-math and no FMA contraction: the SPEC's float32 operations must
@@ -77,16 +77,31 @@ def _compiler() -> str | None:
     return shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
+def _library_path(cc: str) -> Path:
+    """Where the build for this source, these flags, this compiler and this CPU lives."""
+    key = hashlib.sha256(
+        b"\0".join(
+            [_SRC.read_bytes(), " ".join(_FLAGS).encode(), cc.encode(), platform.machine().encode(),
+             _cpu_flags().encode()]
+        )
+    ).hexdigest()[:16]
+    return _cache_dir() / f"cpu_quantize-{key}.so"
+
+
+def needs_build() -> bool:
+    """True if the first use will compile the library (a few seconds, once per machine)."""
+    if _lib is not None or _error is not None:
+        return False
+    cc = _compiler()
+    return cc is not None and not _library_path(cc).exists()
+
+
 def _build() -> ctypes.CDLL:
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (set $CC or install gcc)")
-    src = _SRC.read_bytes()
-    key = hashlib.sha256(
-        b"\0".join([src, " ".join(_FLAGS).encode(), cc.encode(), platform.machine().encode(), _cpu_flags().encode()])
-    ).hexdigest()[:16]
-    out_dir = _cache_dir()
-    so = out_dir / f"cpu_quantize-{key}.so"
+    so = _library_path(cc)
+    out_dir = so.parent
     if not so.exists():
         out_dir.mkdir(parents=True, exist_ok=True)
         # Compile beside the target and rename: concurrent builders never see a partial file.
