@@ -297,15 +297,7 @@ def quantize(
         else:
             am = x2.abs().max().float()
     else:
-        am = torch.as_tensor(amax, dtype=torch.float32, device=dev)
-        if per_row:
-            am = am.reshape(1, 1).expand(R, 1) if am.numel() == 1 else am.reshape(R, 1)
-        elif am.numel() != 1:
-            raise ValueError("amax must be a scalar unless per_row=True")
-        else:
-            am = am.reshape(())
-        if not bool(torch.isfinite(am).all()) or bool((am < 0).any()):
-            raise ValueError(f"amax must be finite and non-negative, got {amax!r}")
+        am = _amax_override(amax, R, per_row, dev)
     am = am.float()
     am_rows = am if am.dim() else am.reshape(1, 1).expand(R, 1)  # [R, 1]
 
@@ -333,6 +325,20 @@ def quantize(
         rule=rule,
         mapped_to_4=None if pick4 is None else pick4.reshape(*lead, nb),
     )
+
+
+def _amax_override(amax: torch.Tensor | float, rows: int, per_row: bool, device: torch.device) -> torch.Tensor:
+    """A caller's amax as float32 [rows, 1] (per_row; a scalar is broadcast) or []."""
+    am = torch.as_tensor(amax, dtype=torch.float32, device=device)
+    if per_row:
+        am = am.reshape(1, 1).expand(rows, 1) if am.numel() == 1 else am.reshape(rows, 1)
+    elif am.numel() != 1:
+        raise ValueError("amax must be a scalar unless per_row=True")
+    else:
+        am = am.reshape(())
+    if not bool(torch.isfinite(am).all()) or bool((am < 0).any()):
+        raise ValueError(f"amax must be finite and non-negative, got {amax!r}")
+    return am
 
 
 def _quantize_rows(

@@ -240,19 +240,8 @@ def quantize_cpu(
             am = am.reshape(())
         am_rows = am.reshape(-1)
     else:
-        am = torch.as_tensor(amax, dtype=torch.float32).cpu()
-        if per_row:
-            am = am.reshape(1).expand(R) if am.numel() == 1 else am.reshape(R)
-            am = am.contiguous()
-        elif am.numel() != 1:
-            raise ValueError("amax must be a scalar unless per_row=True")
-        else:
-            am = am.reshape(())
-        if not bool(torch.isfinite(am).all()) or bool((am < 0).any()):
-            raise ValueError(f"amax must be finite and non-negative, got {amax!r}")
+        am = nvfp4._amax_override(amax, R, per_row, torch.device("cpu"))
         am_rows = am.reshape(-1).contiguous()
-        if per_row:
-            am = am.reshape(R, 1)
 
     data = torch.empty((R, K // 2), dtype=torch.uint8)
     scales = torch.empty((R, nb), dtype=torch.uint8)
