@@ -1,6 +1,7 @@
 """The 4/6 NVFP4 activation quantizer as one Triton kernel (SPEC section 2).
 
-One program quantizes one row: it reads the row once (per-token mode: the row
+One program quantizes one row and each thread whole 16-element blocks (one
+block a thread up to 16 warps): it reads the row once (per-token mode: the row
 amax, then both candidates, the 4/6 selection, the packing and the scales from
 registers; rows longer than ``_MAX_SINGLE_PASS_BLOCKS`` blocks are read twice,
 the second time from cache). Per-tensor and static modes take the amax from a
@@ -8,12 +9,14 @@ one-element tensor.
 
 Bit-exact with :func:`vllm_fouroversix.nvfp4.quantize` for every rule:
 
-- every operation of SPEC section 2 in the same order, divisions with IEEE
-  round-to-nearest (``tl.div_rn``), no fused multiply-adds (the launch passes
-  ``enable_fp_fusion=False``);
-- the E4M3 rounding in integer arithmetic and the E2M1 rounding by a magic-number
-  add (no dependence on the hardware's conversion instructions, so the interpreter
-  and the GPU agree);
+- every operation of SPEC section 2 in the same order, correctly rounded:
+  divisions IEEE (``tl.div_rn``) or, for ``x / 3`` (the block max's ``/ 6`` and
+  the ``/ 1536`` of the error's dequantization), one FMA-corrected reciprocal
+  multiply that equals it (:func:`_div3`); no other fused multiply-adds (the
+  launch passes ``enable_fp_fusion=False``);
+- the E4M3 rounding by the hardware conversion on sm_89+ and in integer
+  arithmetic elsewhere (the interpreter too), the E2M1 rounding by a
+  magic-number add (the FPU's round-to-nearest-even);
 - the block error sum of ``mse``/``mae`` in the order of PyTorch's CPU
   ``sum(-1)`` over 16 contiguous fp32 values with AVX2 vectors:
   ``p[k] = e[k] + e[k + 8]`` and then ``((p0 + p1) + p2) + ... + p7``. (With
@@ -119,7 +122,7 @@ def _div3(x):
     """x / 3 correctly rounded (FP32, x normal or 0): q = x * RN(1/3) and one FMA correction.
 
     Markstein's correction with the correctly rounded reciprocal; checked against
-    IEEE division for every FP32 significand (tools: see docs/hopper.md), so it
+    IEEE division for every FP32 significand (docs/hopper.md), so it
     holds in every binade whose results are normal. 3 instructions instead of an
     IEEE division's ~10 and its slow-path branch.
     """
