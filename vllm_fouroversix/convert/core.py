@@ -336,6 +336,18 @@ def _cpu_workers() -> int:
     return max(1, min(n, 16))
 
 
+def _workers(dev: torch.device) -> int:
+    """Quantization threads: one per core on CPU (one-thread workers); on a GPU a
+    few, so one unit's copies and kernel launches overlap another's."""
+    return _cpu_workers() if dev.type == "cpu" else _GPU_WORKERS
+
+
+_GPU_WORKERS = 2
+#: Input weight bytes in flight (loaded, being quantized or waiting to be written)
+#: beyond which the converter waits for the oldest unit before loading more.
+_INFLIGHT_BYTES = 2 << 30
+
+
 def _write_tensors(
     plan: Plan,
     writer: ShardedWriter,
@@ -348,16 +360,16 @@ def _write_tensors(
 ) -> None:
     """Load in plan order, quantize in workers, write in plan order.
 
-    On CPU, units are quantized by a pool of one-thread workers (one per core):
-    nvfp4's many small elementwise ops scale badly with intra-op threads (several
-    times slower on a busy 2-core machine than one thread). At most 2 units per
-    worker are in flight, which bounds memory. On a GPU one worker suffices.
+    On CPU, units are quantized by a pool of one-thread workers (one per core;
+    the C quantizer, or nvfp4's small elementwise ops, which scale badly with
+    intra-op threads). Memory stays bounded: at most 2 units per worker and about
+    ``_INFLIGHT_BYTES`` of input weights are in flight (the largest unit always fits).
     """
     from tqdm.auto import tqdm
 
     src = plan.source
     ms_act = nvfp4.rule_constants(arule).MS
-    workers = _cpu_workers() if dev.type == "cpu" else 1
+    workers = _workers(dev)
     fast = dev.type == "cpu" and cpu_quantize.available()
     window = 2 * workers
     bar = tqdm(
@@ -367,10 +379,12 @@ def _write_tensors(
     done_tensors = 0
     threads = torch.get_num_threads()
     pending: deque[Future[_Done] | _Done] = deque()
+    sizes: deque[int] = deque()  # input bytes of each pending unit
 
     def flush_one() -> None:
         nonlocal done_tensors
         item = pending.popleft()
+        sizes.popleft()
         done = item.result() if isinstance(item, Future) else item
         for name, t in done.tensors:
             writer.write(name, t)
@@ -392,6 +406,7 @@ def _write_tensors(
                     info = src.tensors[unit.names[0]]
                     t = _load(handles, stack, info.name, info.file)
                     pending.append(_Done([(info.name, t)], info.nbytes, 1, {}))
+                    sizes.append(info.nbytes)
                 else:
                     lins = [plan.quantized[p] for p in unit.names]
                     ws = [
@@ -404,7 +419,8 @@ def _write_tensors(
                     if plan.static_inputs:
                         ins = max(input_amax.get(p, 0.0) for p in unit.names) / ms_act
                     pending.append(pool.submit(_quantize_unit, lins, ws, wrule, dev, ins))
-                while len(pending) > window:
+                    sizes.append(sum(lin.weight.nbytes for lin in lins))
+                while len(pending) > window or (len(pending) > 1 and sum(sizes) > _INFLIGHT_BYTES):
                     flush_one()
             while pending:
                 flush_one()
