@@ -207,6 +207,8 @@ def _weight(N, K, seed, rule="mse", per_row_gw=False):
 _CONFIGS = [
     tg.GemmConfig("gemv", BM=1, BN=16, BK=64),
     tg.GemmConfig("gemv", BM=2, BN=16, BK=32, split_k=3),
+    tg.GemmConfig("gemv2", BM=1, BN=16, BK=64),
+    tg.GemmConfig("gemv2", BM=4, BN=8, BK=32, split_k=3),
     tg.GemmConfig("tc", BM=16, BN=16, BK=64),
     tg.GemmConfig("tc", BM=16, BN=32, BK=32, split_k=2),
     tg.GemmConfig("tc", BM=32, BN=16, BK=32, group_m=2),
@@ -221,7 +223,7 @@ def test_gemm_paths_interpreted(cfg):
     N, K = 40, 80  # N not a multiple of BN, K not a multiple of BK
     for i, (M, mode, per_row_gw) in enumerate([(1, "none", False), (3, "token", True), (5, "tensor", False),
                                                (33, "static", False)]):
-        if cfg.kind == "gemv" and M > 4:
+        if cfg.kind in ("gemv", "gemv2") and M > 4:
             continue
         wq = _weight(N, K, seed=i, per_row_gw=per_row_gw)
         x = _acts((M, K), seed=10 + i)
@@ -325,3 +327,26 @@ def test_split_k_deterministic_and_graph_capturable_gpu():
         g.replay()
         torch.cuda.synchronize()
         assert torch.equal(out, first)
+
+
+@pytest.mark.gpu
+def test_gemv2_paths_gpu():
+    # The layout-conversion-free GEMV: even and ragged K, N not a multiple of BN, M = 1..4 (rows past M
+    # masked), split-K, bf16 and fp16 activations, an activation view with an odd row offset (copied).
+    for (N, K) in [(200, 4096), (72, 1040)]:
+        wq = _weight(N, K, seed=N, per_row_gw=True)
+        data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
+        bias = torch.randn(N).to(torch.bfloat16)
+        for M in (1, 2, 3, 4):
+            for dtype in (torch.bfloat16, torch.float16):
+                x = _acts((M, K), seed=M, dtype=dtype)
+                ref = nvfp4.reference_linear(x.float(), wq, bias.float(), act_quant=False).float()
+                for cfg in (tg.GemmConfig("gemv2", BM=triton.next_power_of_2(M), BN=32, BK=512),
+                            tg.GemmConfig("gemv2", BM=4, BN=16, BK=1024, split_k=3, num_warps=8),
+                            tg.GemmConfig("gemv2", BM=1, BN=64, BK=256, split_k=2)):
+                    out = tg.fp4_gemm(x.cuda(), data, scales, gw, bias=bias.cuda(), config=cfg).float().cpu()
+                    torch.testing.assert_close(out, ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+        xo = _acts((2, K + 1), seed=9)[:, 1:].cuda()  # odd storage offset: not viewable as int32
+        ref = nvfp4.reference_linear(xo.cpu(), wq, None, act_quant=False).float()
+        out = tg.fp4_gemm(xo, data, scales, gw, config=tg.GemmConfig("gemv2", BM=2, BN=32, BK=512)).float().cpu()
+        torch.testing.assert_close(out, ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())

@@ -101,9 +101,10 @@ def check_gemm(gen: torch.Generator) -> list[str]:
                              f"| {rel:.2e} | {ulp} | {bool(torch.isfinite(out).all())} |")
                 _log(lines[-1])
             # every explicit path on this shape (W4A16, bias, scalar gw)
-            for cfg in (GemmConfig("gemv", BM=1, BN=16, BK=256), GemmConfig("tc", BM=16, BN=64, BK=128),
+            for cfg in (GemmConfig("gemv", BM=1, BN=16, BK=256), GemmConfig("gemv2", BM=1 if M == 1 else 4, BN=32, BK=512),
+                        GemmConfig("tc", BM=16, BN=64, BK=128),
                         GemmConfig("tc", BM=128, BN=128, BK=64, num_warps=8), GemmConfig("dq")):
-                if cfg.kind == "gemv" and M > 4:
+                if cfg.kind in ("gemv", "gemv2") and M > 4:
                     continue
                 out = fp4_gemm(x, qw.data, qw.scales, qw.global_scale, bias=bias.cuda(), config=cfg).float().cpu()
                 ref = nvfp4.reference_linear(x.cpu(), wq, bias, act_quant=False).float()
@@ -280,6 +281,14 @@ def decode_sweep(args: argparse.Namespace) -> list[str]:
 
     def cands(M):
         out = []
+        if M <= 4 and "gemv2" in args.kinds:
+            for bn, bk, nw, sk in ((32, 512, 4, None), (32, 512, 4, 2), (32, 512, 4, 4), (32, 512, 4, 8),
+                                   (64, 512, 4, None), (16, 512, 4, None), (32, 1024, 4, None), (64, 256, 4, None),
+                                   (64, 512, 8, None), (128, 256, 8, None)):
+                out.append(C("gemv2", BM=M, BN=bn, BK=bk, num_warps=nw, num_stages=1, split_k=sk or 1))
+            out.append(C("gemv", BM=M, BN=32, BK=512, num_warps=4, num_stages=3))
+        if "gemv2" in args.kinds and len(args.kinds) == 1:
+            return out
         if M <= 4:
             for bn, bk, nw in ((32, 1024, 4), (32, 512, 4), (64, 512, 8), (16, 1024, 4)):
                 for sk in (None, 4):
@@ -331,6 +340,8 @@ def main() -> None:
     ap.add_argument("--shapes", type=lambda s: tuple(int(v) for v in s.split("x")), nargs="+", default=SHAPES,
                     help="N x K, e.g. 4096x4096")
     ap.add_argument("--decode-sweep", action="store_true", help="only sweep small-M configs (W4A16)")
+    ap.add_argument("--kinds", nargs="+", default=["gemv", "gemv2", "tc", "tcT"],
+                    help="decode sweep: kernel kinds to try (only 'gemv2': its configs and the old gemv)")
     ap.add_argument("--out", type=Path, default=None, help="write tables and JSON here")
     args = ap.parse_args()
 

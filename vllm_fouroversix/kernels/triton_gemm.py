@@ -16,8 +16,10 @@ decoded activations (``q * s``, exact in bf16, from
 per-row global scales ``ga`` for W4A4.
 
 Paths, chosen by M (:func:`select_config`):
-- ``gemv`` (M <= 4): CUDA-core kernel; block partial sums are scaled per 16
-  elements; split over K for parallelism.
+- ``gemv2`` (M <= 4, bf16/fp16 activations): CUDA-core kernel with no layout
+  conversion in its loop (activations read as int32 pairs in the weight bytes'
+  shape and layout); block partial sums are scaled per 16 elements; split over K
+  for parallelism. ``gemv``: the older GEMV (fp32 activations).
 - ``small`` (M <= 64): tensor-core tiles with BM = 16..64 and split-K.
 - ``large``: 2-D tiled tensor-core GEMM (prefill).
 Split-K partials are reduced by the last program of each tile in a fixed
@@ -73,6 +75,67 @@ shl.b32 b, t1, 8;
 lop3.b32 a, a, b, 0x01C001C0, 0xE4;
 and.b32 a, a, 0x81C081C0;
 fma.rn.bf16x2 $3, a, c126, nz;
+}
+""")
+
+
+# Same decode, fp32 results: the bf16x2 pair of each step is widened in place
+# (low half << 16, high half & 0xFFFF0000). Out: $0..$3 the low nibbles of
+# bytes 0..3, $4..$7 the high nibbles; in: $8 (4 packed bytes).
+_DECODE_F32_ASM = tl.constexpr("""
+{
+.reg .b32 t0, t1, a, b, c126, nz;
+mov.b32 c126, 0x7E807E80;
+mov.b32 nz, 0x80008000;
+prmt.b32 t0, $8, 0, 0x4140;
+prmt.b32 t1, $8, 0, 0x4342;
+shl.b32 a, t0, 6;
+shl.b32 b, t0, 12;
+lop3.b32 a, a, b, 0x01C001C0, 0xE4;
+and.b32 a, a, 0x81C081C0;
+fma.rn.bf16x2 a, a, c126, nz;
+shl.b32 $0, a, 16;
+and.b32 $1, a, 0xFFFF0000;
+shl.b32 a, t1, 6;
+shl.b32 b, t1, 12;
+lop3.b32 a, a, b, 0x01C001C0, 0xE4;
+and.b32 a, a, 0x81C081C0;
+fma.rn.bf16x2 a, a, c126, nz;
+shl.b32 $2, a, 16;
+and.b32 $3, a, 0xFFFF0000;
+shl.b32 a, t0, 2;
+shl.b32 b, t0, 8;
+lop3.b32 a, a, b, 0x01C001C0, 0xE4;
+and.b32 a, a, 0x81C081C0;
+fma.rn.bf16x2 a, a, c126, nz;
+shl.b32 $4, a, 16;
+and.b32 $5, a, 0xFFFF0000;
+shl.b32 a, t1, 2;
+shl.b32 b, t1, 8;
+lop3.b32 a, a, b, 0x01C001C0, 0xE4;
+and.b32 a, a, 0x81C081C0;
+fma.rn.bf16x2 a, a, c126, nz;
+shl.b32 $6, a, 16;
+and.b32 $7, a, 0xFFFF0000;
+}
+""")
+
+
+# 4 E4M3 scale bytes (one b32) -> 4 fp32 values, by the hardware conversion
+# (sm_89+): e4m3x2 -> f16x2 is exact, f16 -> f32 too.
+_E4M3X4_ASM = tl.constexpr("""
+{
+.reg .b16 b0, b1, h0, h1, h2, h3;
+.reg .b32 f0, f1;
+mov.b32 {b0, b1}, $4;
+cvt.rn.f16x2.e4m3x2 f0, b0;
+cvt.rn.f16x2.e4m3x2 f1, b1;
+mov.b32 {h0, h1}, f0;
+mov.b32 {h2, h3}, f1;
+cvt.f32.f16 $0, h0;
+cvt.f32.f16 $1, h1;
+cvt.f32.f16 $2, h2;
+cvt.f32.f16 $3, h3;
 }
 """)
 
@@ -416,6 +479,157 @@ def _fp4_gemv_kernel(
 
 
 @triton.jit
+def _pairs_to_f32(p, A_F16: tl.constexpr):
+    """int32 words holding two 16-bit activations -> (element 2j, element 2j + 1) in fp32."""
+    if A_F16:
+        e = (p & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+        o = ((p >> 16) & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+    else:
+        e = (p << 16).to(tl.float32, bitcast=True)
+        o = (p & -65536).to(tl.float32, bitcast=True)
+    return e, o
+
+
+@triton.jit
+def _gemv2_row(ap, lo, hi, BN: tl.constexpr, BKB: tl.constexpr, A_F16: tl.constexpr, FMA_CHAIN: tl.constexpr):
+    xe, xo = _pairs_to_f32(ap, A_F16)
+    if FMA_CHAIN:
+        # One FMA per weight: a chain over the block's 16 weights (in-thread).
+        l0, l1, l2, l3, l4, l5, l6, l7 = _split8(lo, BN, BKB)
+        h0, h1, h2, h3, h4, h5, h6, h7 = _split8(hi, BN, BKB)
+        e0, e1, e2, e3, e4, e5, e6, e7 = _split8(xe, BN, BKB)
+        o0, o1, o2, o3, o4, o5, o6, o7 = _split8(xo, BN, BKB)
+        t = l0 * e0
+        t = h0 * o0 + t
+        t = l1 * e1 + t
+        t = h1 * o1 + t
+        t = l2 * e2 + t
+        t = h2 * o2 + t
+        t = l3 * e3 + t
+        t = h3 * o3 + t
+        t = l4 * e4 + t
+        t = h4 * o4 + t
+        t = l5 * e5 + t
+        t = h5 * o5 + t
+        t = l6 * e6 + t
+        t = h6 * o6 + t
+        t = l7 * e7 + t
+        t = h7 * o7 + t
+        return t
+    else:
+        prod = lo * xe + hi * xo  # [BN, BKB]: one byte = two weights
+        return tl.sum(tl.reshape(prod, (BN, BKB // 8, 8)), axis=2)  # per-16-weight block sums
+
+
+@triton.jit
+def _split8(x, BN: tl.constexpr, BKB: tl.constexpr):
+    """[BN, BKB] -> the 8 [BN, BKB / 8] tensors of elements 8b + j, j = 0..7."""
+    x4 = tl.reshape(x, (BN, BKB // 8, 2, 2, 2))
+    a, b = tl.split(x4)
+    a0, a1 = tl.split(a)
+    b0, b1 = tl.split(b)
+    a00, a01 = tl.split(a0)
+    a10, a11 = tl.split(a1)
+    b00, b01 = tl.split(b0)
+    b10, b11 = tl.split(b1)
+    # split peels the fastest dim: a = even j, b = odd j; a0 = j in {0, 4}, a1 = {2, 6}, ...
+    return a00, b00, a10, b10, a01, b01, a11, b11
+
+
+@triton.jit
+def _fp4_gemv2_kernel(
+    a_ptr, w_ptr, ws_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, part_ptr, lock_ptr,
+    M, N, K, stride_am, stride_om, stride_ga, stride_pk, stride_w, stride_s,
+    BM: tl.constexpr, BN: tl.constexpr, BKB: tl.constexpr, SPLIT_K: tl.constexpr, BPT: tl.constexpr,
+    EVEN_K: tl.constexpr, USE_ASM: tl.constexpr, A_F16: tl.constexpr, FMA_CHAIN: tl.constexpr,
+    HW_E4M3: tl.constexpr, GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr,
+):
+    """CUDA-core GEMV for tiny M (BM <= 4 rows a program), layout-conversion free.
+
+    ``a_ptr`` is the activation viewed as int32 words (two bf16/fp16 values a
+    word, ``stride_am`` in words), so that activation word j pairs with weight
+    byte j (its low nibble is element 2j, its high nibble 2j + 1). Weight bytes
+    [BN, BKB] and activation words (broadcast over the BN rows) are loaded as
+    tensors of the same shape, so Triton gives them one register layout (each
+    thread: 16 weight bytes, 16 words): decode, products and the per-16-weight
+    block sums stay in each thread. The scale bytes are loaded with a
+    contiguity of BPT (= blocks a thread) so their layout is that of the block
+    sums. No shared memory in the loop.
+    """
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    pid_m = tl.program_id(2)
+    offs_n = pid_n * BN + tl.arange(0, BN)
+    nm = offs_n < N
+    KB = K // 2  # bytes (and activation words) a row
+    k_tiles = tl.cdiv(KB, BKB)
+    per = tl.cdiv(k_tiles, SPLIT_K)
+    kt0 = pid_k * per
+    kt1 = tl.minimum(kt0 + per, k_tiles)
+    kb = tl.arange(0, BKB)
+    ks = tl.max_contiguous(tl.multiple_of(tl.arange(0, BKB // 8), BPT), BPT)
+    w_rows = w_ptr + offs_n[:, None].to(tl.int64) * stride_w
+    s_rows = ws_ptr + offs_n[:, None].to(tl.int64) * stride_s
+    m0 = pid_m * BM
+    a0 = a_ptr + m0.to(tl.int64) * stride_am
+    acc0 = tl.zeros((BN, BKB // 8), dtype=tl.float32)
+    acc1 = tl.zeros((BN, BKB // 8), dtype=tl.float32)
+    acc2 = tl.zeros((BN, BKB // 8), dtype=tl.float32)
+    acc3 = tl.zeros((BN, BKB // 8), dtype=tl.float32)
+    zero_n = tl.zeros((BN, BKB), dtype=tl.int32)
+    for kt in range(kt0, kt1):
+        b0 = kt * BKB
+        if EVEN_K:
+            wp = tl.load(w_rows + (b0 + kb)[None, :], mask=nm[:, None], other=0)
+            sb = tl.load(s_rows + (b0 // 8 + ks)[None, :], mask=nm[:, None], other=0)
+            kin = zero_n == 0
+        else:
+            kin = (zero_n + (b0 + kb)[None, :]) < KB
+            wp = tl.load(w_rows + (b0 + kb)[None, :], mask=nm[:, None] & kin, other=0)
+            sb = tl.load(s_rows + (b0 // 8 + ks)[None, :], mask=nm[:, None] & ((b0 // 8 + ks) < K // 16)[None, :],
+                         other=0)
+        a_off = zero_n + (b0 + kb)[None, :]
+        if USE_ASM:
+            lo, hi = tl.inline_asm_elementwise(_DECODE_F32_ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r", [wp],
+                                               dtype=(tl.float32, tl.float32), is_pure=True, pack=4)
+        else:
+            lo, hi = _decode_codes(wp, tl.float32, USE_ASM)
+        if HW_E4M3:
+            s = tl.inline_asm_elementwise(_E4M3X4_ASM, "=r,=r,=r,=r,r", [sb], dtype=tl.float32, is_pure=True,
+                                          pack=4)
+        else:
+            s = _e4m3_to_f32(sb.to(tl.int32))
+        ap = tl.load(a0 + a_off, mask=kin & ((zero_n + m0) < M), other=0)
+        acc0 += _gemv2_row(ap, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
+        if BM > 1:
+            ap = tl.load(a0 + stride_am + a_off, mask=kin & ((zero_n + m0 + 1) < M), other=0)
+            acc1 += _gemv2_row(ap, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
+        if BM > 2:
+            ap = tl.load(a0 + 2 * stride_am + a_off, mask=kin & ((zero_n + m0 + 2) < M), other=0)
+            acc2 += _gemv2_row(ap, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
+        if BM > 3:
+            ap = tl.load(a0 + 3 * stride_am + a_off, mask=kin & ((zero_n + m0 + 3) < M), other=0)
+            acc3 += _gemv2_row(ap, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
+    im = tl.arange(0, BM)[:, None]
+    acc = tl.where(im == 0, tl.sum(acc0, axis=1)[None, :], 0.0)
+    if BM > 1:
+        acc = tl.where(im == 1, tl.sum(acc1, axis=1)[None, :], acc)
+    if BM > 2:
+        acc = tl.where(im == 2, tl.sum(acc2, axis=1)[None, :], acc)
+    if BM > 3:
+        acc = tl.where(im == 3, tl.sum(acc3, axis=1)[None, :], acc)
+    offs_m = m0 + tl.arange(0, BM)
+    if SPLIT_K == 1:
+        _epilogue_store(acc, offs_m, offs_n, M, N, gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om,
+                        stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
+    else:
+        num_pid_n = tl.cdiv(N, BN)
+        _split_k_fixup(acc, pid_k, pid_m * num_pid_n + pid_n, part_ptr, lock_ptr, offs_m, offs_n, M, N, stride_pk,
+                       gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga,
+                       SPLIT_K, GW_VEC, HAS_GA, HAS_BIAS)
+
+
+@triton.jit
 def _dequant_kernel(w_ptr, ws_ptr, out_ptr, N, K, BN: tl.constexpr, BK: tl.constexpr,
                     DT: tl.constexpr, USE_ASM: tl.constexpr):
     pid_n = tl.program_id(0)
@@ -489,7 +703,7 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None) ->
     """
     sms = _num_sms(device) if device is not None else 132
     if M <= 4:
-        cfg = GemmConfig(kind="gemv", BM=triton.next_power_of_2(M), BN=32, BK=512, num_warps=4, num_stages=3)
+        cfg = GemmConfig(kind="gemv2", BM=triton.next_power_of_2(M), BN=32, BK=512, num_warps=4, num_stages=1)
         if triton.cdiv(N, 32) < sms and K // 512 >= 4:
             cfg = replace(cfg, split_k=4)
     elif M <= 16:
@@ -531,6 +745,11 @@ def _locks(device: torch.device) -> torch.Tensor:
 
 def _use_asm(device: torch.device) -> bool:
     return device.type == "cuda" and not INTERPRET
+
+
+def _hw_e4m3(device: torch.device) -> bool:
+    """The E4M3 -> f16 hardware conversion exists on sm_89+ (Ada, Hopper)."""
+    return _use_asm(device) and torch.cuda.get_device_capability(device) >= (8, 9)
 
 
 def dequantize_weight(data: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
@@ -626,7 +845,25 @@ def fp4_gemm(
     locks = _locks(dev) if split > 1 else out
     bias_t = bias if bias is not None else gw
     even_k = K % cfg.BK == 0
-    if cfg.kind == "gemv":
+    if cfg.kind == "gemv2" and a.dtype in (torch.bfloat16, torch.float16):
+        try:
+            a32 = a.view(torch.int32)  # two activations a word (needs an even row stride and offset)
+        except RuntimeError:
+            a32 = a.contiguous().view(torch.int32)
+        bkb = cfg.BK // 2
+        grid = (triton.cdiv(N, cfg.BN), split, triton.cdiv(M, cfg.BM))
+        if split > 1 and grid[0] * grid[2] > _LOCK_SIZE:
+            raise ValueError("too many split-K tiles")
+        per_thread = max(1, min(16, cfg.BN * bkb // (32 * cfg.num_warps)))
+        _fp4_gemv2_kernel[grid](
+            a32, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a32.stride(0), out.stride(0), stride_ga,
+            M * N, K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BKB=bkb, SPLIT_K=split, BPT=max(1, per_thread // 8),
+            EVEN_K=K % cfg.BK == 0, USE_ASM=_use_asm(dev), A_F16=a.dtype == torch.float16, FMA_CHAIN=True,
+            HW_E4M3=_hw_e4m3(dev), GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        )
+        return out
+    if cfg.kind in ("gemv", "gemv2"):
         grid = (triton.cdiv(N, cfg.BN), split, triton.cdiv(M, cfg.BM))
         if split > 1 and grid[0] * grid[2] > _LOCK_SIZE:
             raise ValueError("too many split-K tiles")
