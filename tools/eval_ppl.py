@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -69,7 +70,11 @@ def nll_vllm(model_dir: str, wins: list[list[int]], args: argparse.Namespace) ->
         kw["quantization"] = args.quantization
     llm = LLM(**kw)
     sp = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
-    outs = llm.generate([TokensPrompt(prompt_token_ids=w) for w in wins], sp, use_tqdm=True)
+    try:
+        outs = llm.generate([TokensPrompt(prompt_token_ids=w) for w in wins], sp, use_tqdm=True)
+    finally:
+        # Stop the engine-core process now rather than from garbage collection at exit.
+        llm.llm_engine.engine_core.shutdown()
     total, count = 0.0, 0
     for w, o in zip(wins, outs):
         for pos in range(1, len(w)):
@@ -144,6 +149,12 @@ def main() -> None:
         "act_mode": args.act_mode,
     }
     print("RESULT " + json.dumps(res), flush=True)
+    if args.engine == "vllm":
+        # vLLM 0.32's CPU build can abort while the interpreter tears down
+        # ("terminate called without an active exception", exit -6) after all
+        # work is done; the result is printed and the engine stopped, so leave now.
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
