@@ -43,82 +43,53 @@ __all__ = ["GemmConfig", "select_config", "fp4_gemm", "dequantize_weight", "INTE
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
+
+def _decode_asm(outs: list[str], in_reg: str) -> str:
+    """The PTX of the E2M1 decode of one b32 of 4 packed bytes (``in_reg``).
+
+    Four steps, each placing two codes (the low nibbles of bytes 0/1 or 2/3, then
+    the high nibbles) and scaling them by 2^126 with one bf16x2 fma; ``outs[i]``
+    are the PTX lines that store step i's bf16x2 result ``a``.
+    """
+    steps = [("t0", 6, 12), ("t1", 6, 12), ("t0", 2, 8), ("t1", 2, 8)]
+    lines = [
+        "{",
+        ".reg .b32 t0, t1, a, b, c126, nz;",
+        "mov.b32 c126, 0x7E807E80;",
+        "mov.b32 nz, 0x80008000;",
+        f"prmt.b32 t0, {in_reg}, 0, 0x4140;",
+        f"prmt.b32 t1, {in_reg}, 0, 0x4342;",
+    ]
+    for (t, sa, sb), out in zip(steps, outs):
+        lines += [
+            f"shl.b32 a, {t}, {sa};",
+            f"shl.b32 b, {t}, {sb};",
+            "lop3.b32 a, a, b, 0x01C001C0, 0xE4;",
+            "and.b32 a, a, 0x81C081C0;",
+            out,
+        ]
+    return "\n" + "\n".join(lines + ["}"]) + "\n"
+
+
 # E2M1 code -> bf16 bits via PTX. In: 4 packed bytes (8 codes). Out: the low
 # nibbles' values (2 regs of bf16x2) and the high nibbles' values (2 regs).
 # Each code c is placed as sign -> bit 15, magnitude bits -> bits 6..8 of a
 # bf16, which is then exactly value * 2^-126 (the e = 0 codes land in the
 # subnormals); one bf16x2 fma by 2^126 (0x7E80) makes it exact.
-_DECODE_ASM = tl.constexpr("""
-{
-.reg .b32 t0, t1, a, b, c126, nz;
-mov.b32 c126, 0x7E807E80;
-mov.b32 nz, 0x80008000;
-prmt.b32 t0, $4, 0, 0x4140;
-prmt.b32 t1, $4, 0, 0x4342;
-shl.b32 a, t0, 6;
-shl.b32 b, t0, 12;
-lop3.b32 a, a, b, 0x01C001C0, 0xE4;
-and.b32 a, a, 0x81C081C0;
-fma.rn.bf16x2 $0, a, c126, nz;
-shl.b32 a, t1, 6;
-shl.b32 b, t1, 12;
-lop3.b32 a, a, b, 0x01C001C0, 0xE4;
-and.b32 a, a, 0x81C081C0;
-fma.rn.bf16x2 $1, a, c126, nz;
-shl.b32 a, t0, 2;
-shl.b32 b, t0, 8;
-lop3.b32 a, a, b, 0x01C001C0, 0xE4;
-and.b32 a, a, 0x81C081C0;
-fma.rn.bf16x2 $2, a, c126, nz;
-shl.b32 a, t1, 2;
-shl.b32 b, t1, 8;
-lop3.b32 a, a, b, 0x01C001C0, 0xE4;
-and.b32 a, a, 0x81C081C0;
-fma.rn.bf16x2 $3, a, c126, nz;
-}
-""")
-
+_DECODE_ASM = tl.constexpr(_decode_asm([f"fma.rn.bf16x2 ${i}, a, c126, nz;" for i in range(4)], "$4"))
 
 # Same decode, fp32 results: the bf16x2 pair of each step is widened in place
 # (low half << 16, high half & 0xFFFF0000). Out: $0..$3 the low nibbles of
 # bytes 0..3, $4..$7 the high nibbles; in: $8 (4 packed bytes).
-_DECODE_F32_ASM = tl.constexpr("""
-{
-.reg .b32 t0, t1, a, b, c126, nz;
-mov.b32 c126, 0x7E807E80;
-mov.b32 nz, 0x80008000;
-prmt.b32 t0, $8, 0, 0x4140;
-prmt.b32 t1, $8, 0, 0x4342;
-shl.b32 a, t0, 6;
-shl.b32 b, t0, 12;
-lop3.b32 a, a, b, 0x01C001C0, 0xE4;
-and.b32 a, a, 0x81C081C0;
-fma.rn.bf16x2 a, a, c126, nz;
-shl.b32 $0, a, 16;
-and.b32 $1, a, 0xFFFF0000;
-shl.b32 a, t1, 6;
-shl.b32 b, t1, 12;
-lop3.b32 a, a, b, 0x01C001C0, 0xE4;
-and.b32 a, a, 0x81C081C0;
-fma.rn.bf16x2 a, a, c126, nz;
-shl.b32 $2, a, 16;
-and.b32 $3, a, 0xFFFF0000;
-shl.b32 a, t0, 2;
-shl.b32 b, t0, 8;
-lop3.b32 a, a, b, 0x01C001C0, 0xE4;
-and.b32 a, a, 0x81C081C0;
-fma.rn.bf16x2 a, a, c126, nz;
-shl.b32 $4, a, 16;
-and.b32 $5, a, 0xFFFF0000;
-shl.b32 a, t1, 2;
-shl.b32 b, t1, 8;
-lop3.b32 a, a, b, 0x01C001C0, 0xE4;
-and.b32 a, a, 0x81C081C0;
-fma.rn.bf16x2 a, a, c126, nz;
-shl.b32 $6, a, 16;
-and.b32 $7, a, 0xFFFF0000;
-}
-""")
+_DECODE_F32_ASM = tl.constexpr(
+    _decode_asm(
+        [
+            f"fma.rn.bf16x2 a, a, c126, nz;\nshl.b32 ${2 * i}, a, 16;\nand.b32 ${2 * i + 1}, a, 0xFFFF0000;"
+            for i in range(4)
+        ],
+        "$8",
+    )
+)
 
 
 # 4 E4M3 scale bytes (one b32) -> 4 fp32 values, by the hardware conversion
@@ -405,6 +376,31 @@ def _gemv_step(wp, sb, a_c, a0, k0, K, m0, M, stride_am, acc0, acc1, acc2, acc3,
 
 
 @triton.jit
+def _gemv_finish(acc0, acc1, acc2, acc3, m0, offs_n, pid_k, pid_m, pid_n, M, N, part_ptr, lock_ptr, stride_pk,
+                 gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga, BM: tl.constexpr, BN: tl.constexpr,
+                 SPLIT_K: tl.constexpr, GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """The GEMV kernels' end: reduce each row's [BN, ...] partial products, then the
+    epilogue (or the split-K fix-up)."""
+    im = tl.arange(0, BM)[:, None]
+    acc = tl.where(im == 0, tl.sum(acc0, axis=1)[None, :], 0.0)
+    if BM > 1:
+        acc = tl.where(im == 1, tl.sum(acc1, axis=1)[None, :], acc)
+    if BM > 2:
+        acc = tl.where(im == 2, tl.sum(acc2, axis=1)[None, :], acc)
+    if BM > 3:
+        acc = tl.where(im == 3, tl.sum(acc3, axis=1)[None, :], acc)
+    offs_m = m0 + tl.arange(0, BM)
+    if SPLIT_K == 1:
+        _epilogue_store(acc, offs_m, offs_n, M, N, gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om,
+                        stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
+    else:
+        num_pid_n = tl.cdiv(N, BN)
+        _split_k_fixup(acc, pid_k, pid_m * num_pid_n + pid_n, part_ptr, lock_ptr, offs_m, offs_n, M, N, stride_pk,
+                       gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga,
+                       SPLIT_K, GW_VEC, HAS_GA, HAS_BIAS)
+
+
+@triton.jit
 def _fp4_gemv_kernel(
     a_ptr, w_ptr, ws_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, part_ptr, lock_ptr,
     M, N, K, stride_am, stride_om, stride_ga, stride_pk, stride_w, stride_s,
@@ -459,23 +455,8 @@ def _fp4_gemv_kernel(
             a_c = _load_a(a0, k0, K, m0, M, BK, EVEN_K)
             acc0, acc1, acc2, acc3 = _gemv_step(wp, sb, a_c, a0, k0, K, m0, M, stride_am, acc0, acc1, acc2, acc3,
                                                 BM, BN, BK, EVEN_K, USE_ASM)
-    im = tl.arange(0, BM)[:, None]
-    acc = tl.where(im == 0, tl.sum(acc0, axis=1)[None, :], 0.0)
-    if BM > 1:
-        acc = tl.where(im == 1, tl.sum(acc1, axis=1)[None, :], acc)
-    if BM > 2:
-        acc = tl.where(im == 2, tl.sum(acc2, axis=1)[None, :], acc)
-    if BM > 3:
-        acc = tl.where(im == 3, tl.sum(acc3, axis=1)[None, :], acc)
-    offs_m = m0 + tl.arange(0, BM)
-    if SPLIT_K == 1:
-        _epilogue_store(acc, offs_m, offs_n, M, N, gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om,
-                        stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
-    else:
-        num_pid_n = tl.cdiv(N, BN)
-        _split_k_fixup(acc, pid_k, pid_m * num_pid_n + pid_n, part_ptr, lock_ptr, offs_m, offs_n, M, N, stride_pk,
-                       gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga,
-                       SPLIT_K, GW_VEC, HAS_GA, HAS_BIAS)
+    _gemv_finish(acc0, acc1, acc2, acc3, m0, offs_n, pid_k, pid_m, pid_n, M, N, part_ptr, lock_ptr, stride_pk,
+                 gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga, BM, BN, SPLIT_K, GW_VEC, HAS_GA, HAS_BIAS)
 
 
 @triton.jit
@@ -610,23 +591,8 @@ def _fp4_gemv2_kernel(
         if BM > 3:
             ap = tl.load(a0 + 3 * stride_am + a_off, mask=kin & ((zero_n + m0 + 3) < M), other=0)
             acc3 += _gemv2_row(ap, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
-    im = tl.arange(0, BM)[:, None]
-    acc = tl.where(im == 0, tl.sum(acc0, axis=1)[None, :], 0.0)
-    if BM > 1:
-        acc = tl.where(im == 1, tl.sum(acc1, axis=1)[None, :], acc)
-    if BM > 2:
-        acc = tl.where(im == 2, tl.sum(acc2, axis=1)[None, :], acc)
-    if BM > 3:
-        acc = tl.where(im == 3, tl.sum(acc3, axis=1)[None, :], acc)
-    offs_m = m0 + tl.arange(0, BM)
-    if SPLIT_K == 1:
-        _epilogue_store(acc, offs_m, offs_n, M, N, gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om,
-                        stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
-    else:
-        num_pid_n = tl.cdiv(N, BN)
-        _split_k_fixup(acc, pid_k, pid_m * num_pid_n + pid_n, part_ptr, lock_ptr, offs_m, offs_n, M, N, stride_pk,
-                       gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga,
-                       SPLIT_K, GW_VEC, HAS_GA, HAS_BIAS)
+    _gemv_finish(acc0, acc1, acc2, acc3, m0, offs_n, pid_k, pid_m, pid_n, M, N, part_ptr, lock_ptr, stride_pk,
+                 gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga, BM, BN, SPLIT_K, GW_VEC, HAS_GA, HAS_BIAS)
 
 
 @triton.jit
