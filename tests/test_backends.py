@@ -41,10 +41,23 @@ def test_reference_backend_matches_oracle(mode: str) -> None:
     assert ((out.double() - oracle).norm() / oracle.norm()) < 8e-3
 
 
-def test_static_without_amax_is_an_error() -> None:
+@pytest.mark.parametrize("name", ["reference", "triton", "cutedsl"])
+def test_bad_linear_inputs_are_errors(name: str) -> None:
+    """Every backend checks its arguments before any work (on CPU too: the checks
+    come first), with the same messages."""
+    import importlib
+
+    pytest.importorskip({"reference": "torch", "triton": "triton", "cutedsl": "cutlass"}[name])
+    mod = importlib.import_module(f"vllm_fouroversix.backends.{name}")
+    cls = {"reference": "ReferenceBackend", "triton": "TritonBackend", "cutedsl": "CuteDSLBackend"}[name]
+    backend = getattr(mod, cls)()
     w = QuantizedWeight.from_nvfp4(nvfp4.quantize(torch.randn(16, 32)))
+    x = torch.randn(2, 32).bfloat16()
     with pytest.raises(ValueError, match="input_amax"):
-        get_backend("reference").linear(torch.randn(2, 32), w, None, ActivationQuant("mse", "static"))
+        backend.linear(x, w, None, ActivationQuant("mse", "static"))
+    # K = 64 against a K = 32 weight (a multiple of it, so a reshape alone would not catch it).
+    with pytest.raises(ValueError, match="x has K=64 but the weight has K=32"):
+        backend.linear(torch.randn(2, 64).bfloat16(), w, None, ActivationQuant("mse", "token"))
 
 
 def test_quantized_weight_swizzle_roundtrip() -> None:

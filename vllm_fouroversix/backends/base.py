@@ -67,6 +67,16 @@ class QuantizedWeight:
         return NVFP4Tensor(data=self.data, scales=scales, global_scale=g)
 
 
+def check_linear_inputs(
+    x: torch.Tensor, w: QuantizedWeight, act: ActivationQuant, input_amax: torch.Tensor | None
+) -> None:
+    """The argument checks every backend's ``linear`` makes before any work."""
+    if act.mode == "static" and input_amax is None:
+        raise ValueError("activation mode 'static' needs input_amax (the checkpoint's input_scale)")
+    if x.shape[-1] != w.k:
+        raise ValueError(f"x has K={x.shape[-1]} but the weight has K={w.k}")
+
+
 class Backend:
     """One way to run 4/6 NVFP4 linear layers. Subclasses override the hooks."""
 

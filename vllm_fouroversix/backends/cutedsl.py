@@ -17,7 +17,7 @@ import logging
 
 import torch
 
-from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWeight
+from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWeight, check_linear_inputs
 
 logger = logging.getLogger("vllm_fouroversix")
 
@@ -103,6 +103,7 @@ class CuteDSLBackend(Backend):
                     col_scale=bool(w.extra["col_scale"]), bias=has_bias, device=w.data.device)
 
     def linear(self, x, w, bias, act, input_amax=None):
+        check_linear_inputs(x, w, act, input_amax)
         if act.mode == "none" or x.dtype not in (torch.bfloat16, torch.float16):
             # FP4 x FP4 tensor cores need quantized bf16/fp16 activations.
             if self._fallback is None:
@@ -111,8 +112,6 @@ class CuteDSLBackend(Backend):
                 logger.warning("fouroversix: cutedsl runs %s/%s on the reference path", act.mode, x.dtype)
                 self._fallback = ReferenceBackend()
             return self._fallback.linear(x, w, bias, act, input_amax)
-        if act.mode == "static" and input_amax is None:
-            raise ValueError("activation mode 'static' needs input_amax (the checkpoint's input_scale)")
         from cutlass_kernels.launch import run_linear
 
         lead = x.shape[:-1]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from vllm_fouroversix import nvfp4
-from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWeight
+from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWeight, check_linear_inputs
 
 class ReferenceBackend(Backend):
     name = "reference"
@@ -30,15 +30,12 @@ class ReferenceBackend(Backend):
         act: ActivationQuant,
         input_amax: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if act.mode == "static" and input_amax is None:
-            raise ValueError("activation mode 'static' needs input_amax (the checkpoint's input_scale)")
+        check_linear_inputs(x, w, act, input_amax)
         # static: the checkpoint's amax; token/tensor: an optional precomputed
         # amax (e.g. reduced over tensor-parallel ranks) that replaces the local one.
         act_amax = input_amax if act.mode != "none" else None
         t = w.to_nvfp4()
         K = x.shape[-1]
-        if K != w.k:
-            raise ValueError(f"x has K={K} but the weight has K={w.k}")
         # The operations of nvfp4.reference_linear, in its order.
         lead = x.shape[:-1]
         x2 = x.reshape(-1, K)

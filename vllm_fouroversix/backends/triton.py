@@ -12,7 +12,7 @@ import importlib.util
 
 import torch
 
-from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWeight
+from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWeight, check_linear_inputs
 
 
 class TritonBackend(Backend):
@@ -61,11 +61,8 @@ class TritonBackend(Backend):
         from vllm_fouroversix.kernels.triton_gemm import fp4_gemm
         from vllm_fouroversix.kernels.triton_quantize import quantize_triton
 
-        if act.mode == "static" and input_amax is None:
-            raise ValueError("activation mode 'static' needs input_amax (the checkpoint's input_scale)")
+        check_linear_inputs(x, w, act, input_amax)
         K = x.shape[-1]
-        if K != w.k:
-            raise ValueError(f"x has K={K} but the weight has K={w.k}")
         lead = x.shape[:-1]
         x2 = x.reshape(-1, K)
         scales = w.scales
