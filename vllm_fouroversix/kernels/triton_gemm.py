@@ -279,15 +279,7 @@ def _fp4_gemm_kernel(
             w = tl.load(wbf_rows + (k0 + ka)[None, :], mask=nm[:, None] & kin, other=0.0)
         else:
             w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM)
-        if SWAP:
-            if IEEE:
-                acc = tl.dot(w.to(DT), tl.trans(a.to(DT)), acc, input_precision="ieee")
-            else:
-                acc = tl.dot(w.to(DT), tl.trans(a.to(DT)), acc)
-        elif IEEE:
-            acc = tl.dot(a.to(DT), tl.trans(w.to(DT)), acc, input_precision="ieee")
-        else:
-            acc = tl.dot(a.to(DT), tl.trans(w.to(DT)), acc)
+        acc = _mma(a, w, acc, DT, IEEE, SWAP)
     if SWAP:
         acc = tl.trans(acc)
     if SPLIT_K == 1:
