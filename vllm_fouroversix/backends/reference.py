@@ -2,9 +2,8 @@
 
 Runs on CPU (vLLM's CPU build) and any GPU. Weights stay packed FP4 in memory
 and are decoded per call; this is the correctness baseline, not a fast path.
-``linear`` computes exactly ``nvfp4.reference_linear`` (the same functions in
-the same order, bit for bit), adding the tensor-parallel amax override and the
-handling of degenerate rows that a serving engine needs.
+``linear`` is ``nvfp4.reference_linear`` itself, plus the tensor-parallel amax
+override and the handling of degenerate rows that a serving engine needs.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import torch
 
 from vllm_fouroversix import nvfp4
 from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWeight, check_linear_inputs
+
 
 class ReferenceBackend(Backend):
     name = "reference"
@@ -34,28 +34,18 @@ class ReferenceBackend(Backend):
         # static: the checkpoint's amax; token/tensor: an optional precomputed
         # amax (e.g. reduced over tensor-parallel ranks) that replaces the local one.
         act_amax = input_amax if act.mode != "none" else None
-        t = w.to_nvfp4()
-        K = x.shape[-1]
-        # The operations of nvfp4.reference_linear, in its order.
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, K)
-        w_blocks = nvfp4.decode_blocks(t.data, t.scales)
-        gw = t.global_scale.float().reshape(-1)
+        x2 = x.reshape(-1, x.shape[-1])
         nan_rows = None
         if act.mode != "none":
-            per_row = act.mode == "token"
             x2, act_amax, nan_rows = _sanitize(x2, act, act_amax)
-            a = nvfp4.quantize(x2, act.rule, per_row=per_row, amax=act_amax)
-            a_blocks = nvfp4.decode_blocks(a.data, a.scales)
-            ga = a.global_scale.float().reshape(-1, 1) if per_row else a.global_scale.float()
-            out = (a_blocks @ w_blocks.T) * (ga * gw)
-        else:
-            out = (x2.float() @ w_blocks.T) * gw
-        if bias is not None:
-            out = out + bias.float()
+        out = nvfp4.reference_linear(
+            x2, w.to_nvfp4(), bias, act_rule=act.rule, per_row=act.mode == "token",
+            act_quant=act.mode != "none", act_amax=act_amax,
+        )
         if nan_rows is not None:
             out[nan_rows] = float("nan")
-        return out.to(x.dtype).reshape(*lead, w.n)
+        return out.reshape(*lead, w.n)
 
 
 def _sanitize(
