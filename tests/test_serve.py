@@ -14,8 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -57,19 +55,14 @@ def server(tmp_path_factory):
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
     try:
-        t0 = time.time()
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"vllm serve exited with {proc.returncode}:\n{log.read_text()[-6000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() - t0 > 600:
-                raise AssertionError(f"vllm serve not ready in 600 s:\n{log.read_text()[-6000:]}")
-            time.sleep(1)
+        from wait_ready import ServerExited, wait_ready
+
+        try:
+            wait_ready(port, lambda: proc.poll() is None, 600)
+        except ServerExited:
+            raise AssertionError(f"vllm serve exited with {proc.returncode}:\n{log.read_text()[-6000:]}") from None
+        except TimeoutError:
+            raise AssertionError(f"vllm serve not ready in 600 s:\n{log.read_text()[-6000:]}") from None
         yield {"base_url": f"http://127.0.0.1:{port}/v1", "log": log, "proc": proc}
     finally:
         if proc.poll() is None:

@@ -59,26 +59,7 @@ stop_server() {
 }
 trap stop_server EXIT
 
-"$PY" - "$PORT" "$SERVER" <<'PYEOF'
-import os, sys, time, urllib.request
-port, pid = sys.argv[1], int(sys.argv[2])
-t0 = time.time()
-while True:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-            if r.status == 200:
-                break
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        sys.exit("[demo] the server exited during start-up; see .cache/demo/server.log")
-    if time.time() - t0 > 900:
-        sys.exit("[demo] the server did not become ready in 15 minutes")
-    time.sleep(1)
-print(f"[demo]     ready after {time.time() - t0:.0f} s", flush=True)
-PYEOF
+"$PY" "$ROOT/tools/wait_ready.py" "$PORT" "$SERVER" 900 --log "$LOG"
 grep -h "fouroversix:" "$LOG" | sed 's/^/[demo]     server: /' || true
 
 say "5/6 OpenAI API requests (openai client)"
