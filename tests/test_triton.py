@@ -343,7 +343,8 @@ def test_gemv2_paths_gpu():
                 ref = nvfp4.reference_linear(x.float(), wq, bias.float(), act_quant=False).float()
                 for cfg in (tg.GemmConfig("gemv2", BM=triton.next_power_of_2(M), BN=32, BK=512),
                             tg.GemmConfig("gemv2", BM=4, BN=16, BK=1024, split_k=3, num_warps=8),
-                            tg.GemmConfig("gemv2", BM=1, BN=64, BK=256, split_k=2)):
+                            tg.GemmConfig("gemv2", BM=1, BN=64, BK=256, split_k=2),
+                            tg.GemmConfig("gemv2", BM=4, BN=16, BK=1024)):
                     out = tg.fp4_gemm(x.cuda(), data, scales, gw, bias=bias.cuda(), config=cfg).float().cpu()
                     torch.testing.assert_close(out, ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
         xo = _acts((2, K + 1), seed=9)[:, 1:].cuda()  # odd storage offset: not viewable as int32

@@ -148,12 +148,22 @@ def _decode_codes(wp, DT: tl.constexpr, USE_ASM: tl.constexpr):
 
 
 @triton.jit
-def _decode_tile(wp, sb, BN: tl.constexpr, BK: tl.constexpr, DT: tl.constexpr, USE_ASM: tl.constexpr):
+def _scale_values(sb, HW_E4M3: tl.constexpr):
+    """E4M3 scale bytes -> fp32 values: the hardware conversion on sm_89+, else integer arithmetic."""
+    if HW_E4M3:
+        return tl.inline_asm_elementwise(_E4M3X4_ASM, "=r,=r,=r,=r,r", [sb], dtype=tl.float32, is_pure=True, pack=4)
+    else:
+        return _e4m3_to_f32(sb.to(tl.int32))
+
+
+@triton.jit
+def _decode_tile(wp, sb, BN: tl.constexpr, BK: tl.constexpr, DT: tl.constexpr, USE_ASM: tl.constexpr,
+                 HW_E4M3: tl.constexpr = False):
     """Packed [BN, BK/2] uint8 + scale bytes [BN, BK/16] -> decoded q * s [BN, BK] in DT."""
     if USE_ASM:
         lo, hi = _decode_codes(wp, DT, USE_ASM)
         q = tl.reshape(tl.join(lo, hi), (BN, BK // 16, 16))
-        s = _e4m3_to_f32(sb.to(tl.int32)).to(DT)
+        s = _scale_values(sb, HW_E4M3).to(DT)
         w = q * s[:, :, None]  # exact in bf16: no rounding, so the multiply's precision is moot
     else:
         # Portable path (the interpreter has no bf16 arithmetic): fp32 product, exact, then cast.
@@ -218,6 +228,7 @@ def _fp4_gemm_kernel(
     GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, DT: tl.constexpr, USE_ASM: tl.constexpr,
     GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
     W_BF16: tl.constexpr = False, SWAP: tl.constexpr = False, PREFETCH: tl.constexpr = False,
+    HW_E4M3: tl.constexpr = False,
 ):
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -258,7 +269,7 @@ def _fp4_gemm_kernel(
             sb = sb_n
             a_n = _load_a_tile(a_rows, (kt + 1) * BK, kt1 * BK, mm, K, ka, EVEN_K)
             wp_n, sb_n = _load_w_tile(w_rows, s_rows, (kt + 1) * BK, kt1 * BK, nm, K, kw, ks, EVEN_K)
-            w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM)
+            w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM, HW_E4M3)
             acc = _mma(a, w, acc, DT, IEEE, SWAP)
     for kt in range(kt0, kt1 if not (PREFETCH and not W_BF16) else kt0):
         k0 = kt * BK
@@ -278,7 +289,7 @@ def _fp4_gemm_kernel(
         if W_BF16:  # a pre-decoded bf16 weight (the 'dq' prefill path): plain GEMM + epilogue
             w = tl.load(wbf_rows + (k0 + ka)[None, :], mask=nm[:, None] & kin, other=0.0)
         else:
-            w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM)
+            w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM, HW_E4M3)
         acc = _mma(a, w, acc, DT, IEEE, SWAP)
     if SWAP:
         acc = tl.trans(acc)
@@ -510,6 +521,24 @@ def _split8(x, BN: tl.constexpr, BKB: tl.constexpr):
 
 
 @triton.jit
+def _gemv2_load(w_rows, s_rows, a0, b0, nm, kb, ks, zero_n, KB, K, m0, M, EVEN_K: tl.constexpr):
+    """The tile at byte b0 of the rows: weight bytes [BN, BKB], scale bytes [BN, BKB / 8] and
+    activation row m0's words broadcast to [BN, BKB] (zeros past N, K or M)."""
+    a_off = zero_n + (b0 + kb)[None, :]
+    if EVEN_K:
+        wp = tl.load(w_rows + (b0 + kb)[None, :], mask=nm[:, None], other=0)
+        sb = tl.load(s_rows + (b0 // 8 + ks)[None, :], mask=nm[:, None], other=0)
+        ap = tl.load(a0 + a_off, mask=(zero_n + m0) < M, other=0)
+    else:
+        kin = a_off < KB
+        wp = tl.load(w_rows + (b0 + kb)[None, :], mask=nm[:, None] & kin, other=0)
+        sb = tl.load(s_rows + (b0 // 8 + ks)[None, :], mask=nm[:, None] & ((b0 // 8 + ks) < K // 16)[None, :],
+                     other=0)
+        ap = tl.load(a0 + a_off, mask=kin & ((zero_n + m0) < M), other=0)
+    return wp, sb, ap
+
+
+@triton.jit
 def _fp4_gemv2_kernel(
     a_ptr, w_ptr, ws_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, part_ptr, lock_ptr,
     M, N, K, stride_am, stride_om, stride_ga, stride_pk, stride_w, stride_s,
@@ -552,37 +581,28 @@ def _fp4_gemv2_kernel(
     zero_n = tl.zeros((BN, BKB), dtype=tl.int32)
     for kt in range(kt0, kt1):
         b0 = kt * BKB
-        if EVEN_K:
-            wp = tl.load(w_rows + (b0 + kb)[None, :], mask=nm[:, None], other=0)
-            sb = tl.load(s_rows + (b0 // 8 + ks)[None, :], mask=nm[:, None], other=0)
-            kin = zero_n == 0
-        else:
-            kin = (zero_n + (b0 + kb)[None, :]) < KB
-            wp = tl.load(w_rows + (b0 + kb)[None, :], mask=nm[:, None] & kin, other=0)
-            sb = tl.load(s_rows + (b0 // 8 + ks)[None, :], mask=nm[:, None] & ((b0 // 8 + ks) < K // 16)[None, :],
-                         other=0)
-        a_off = zero_n + (b0 + kb)[None, :]
+        wp, sb, ap = _gemv2_load(w_rows, s_rows, a0, b0, nm, kb, ks, zero_n, KB, K, m0, M, EVEN_K)
         if USE_ASM:
             lo, hi = tl.inline_asm_elementwise(_DECODE_F32_ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r", [wp],
                                                dtype=(tl.float32, tl.float32), is_pure=True, pack=4)
         else:
             lo, hi = _decode_codes(wp, tl.float32, USE_ASM)
-        if HW_E4M3:
-            s = tl.inline_asm_elementwise(_E4M3X4_ASM, "=r,=r,=r,=r,r", [sb], dtype=tl.float32, is_pure=True,
-                                          pack=4)
-        else:
-            s = _e4m3_to_f32(sb.to(tl.int32))
-        ap = tl.load(a0 + a_off, mask=kin & ((zero_n + m0) < M), other=0)
+        s = _scale_values(sb, HW_E4M3)
         acc0 += _gemv2_row(ap, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
+        a_off = zero_n + (b0 + kb)[None, :]
+        if EVEN_K:
+            kin = zero_n == 0
+        else:
+            kin = a_off < KB
         if BM > 1:
-            ap = tl.load(a0 + stride_am + a_off, mask=kin & ((zero_n + m0 + 1) < M), other=0)
-            acc1 += _gemv2_row(ap, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
+            ar = tl.load(a0 + stride_am + a_off, mask=kin & ((zero_n + m0 + 1) < M), other=0)
+            acc1 += _gemv2_row(ar, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
         if BM > 2:
-            ap = tl.load(a0 + 2 * stride_am + a_off, mask=kin & ((zero_n + m0 + 2) < M), other=0)
-            acc2 += _gemv2_row(ap, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
+            ar = tl.load(a0 + 2 * stride_am + a_off, mask=kin & ((zero_n + m0 + 2) < M), other=0)
+            acc2 += _gemv2_row(ar, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
         if BM > 3:
-            ap = tl.load(a0 + 3 * stride_am + a_off, mask=kin & ((zero_n + m0 + 3) < M), other=0)
-            acc3 += _gemv2_row(ap, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
+            ar = tl.load(a0 + 3 * stride_am + a_off, mask=kin & ((zero_n + m0 + 3) < M), other=0)
+            acc3 += _gemv2_row(ar, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
     _gemv_finish(acc0, acc1, acc2, acc3, m0, offs_n, pid_k, pid_m, pid_n, M, N, part_ptr, lock_ptr, stride_pk,
                  gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga, BM, BN, SPLIT_K, GW_VEC, HAS_GA, HAS_BIAS)
 
@@ -661,13 +681,19 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None) ->
     """
     sms = _num_sms(device) if device is not None else 132
     if M <= 4:
-        cfg = GemmConfig(kind="gemv2", BM=triton.next_power_of_2(M), BN=32, BK=512, num_warps=4, num_stages=1)
-        if triton.cdiv(N, 32) < sms and K // 512 >= 4:
-            cfg = replace(cfg, split_k=4)
+        # 16 rows x 512 bytes a program, split over K only where the grid is too
+        # small for the SMs; for one row and a long K (K > 8192), 256-byte tiles
+        # split 4 ways (benchmarks/hopper.md, run 11).
+        if M == 1 and K > 8192:
+            cfg = GemmConfig(kind="gemv2", BM=1, BN=16, BK=512, split_k=4, num_warps=4, num_stages=1)
+        else:
+            cfg = GemmConfig(kind="gemv2", BM=triton.next_power_of_2(M), BN=16, BK=1024, num_warps=4, num_stages=1)
     elif M <= 16:
         cfg = GemmConfig(kind="tc", BM=16, BN=64, BK=256, num_warps=4, num_stages=3)
+    elif M <= 32:
+        cfg = GemmConfig(kind="tc", BM=32, BN=64, BK=256, num_warps=4, num_stages=3)
     elif M <= 128:
-        BM = 32 if M <= 32 else 64
+        BM = 64
         if N >= 6144:
             cfg = GemmConfig(kind="tc", BM=BM, BN=64, BK=64, num_warps=4, num_stages=5)
         else:
@@ -840,6 +866,7 @@ def fp4_gemm(
         a, data, sbytes, data, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
         K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, GROUP_M=cfg.group_m, EVEN_K=even_k, DT=dt,
         USE_ASM=use_asm, GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None, IEEE=ieee,
-        SWAP=cfg.kind == "tcT", PREFETCH=cfg.prefetch, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        SWAP=cfg.kind == "tcT", PREFETCH=cfg.prefetch, HW_E4M3=use_asm and _hw_e4m3(dev),
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return out
