@@ -66,6 +66,23 @@ def test_quantizer_bit_exact_interpreted(rule):
 
 
 @interpret
+def test_quantizer_amax_override_interpreted():
+    # A given amax replaces the computed one (tensor parallelism): per row ([R] or a scalar for
+    # every row) and per tensor, in the single-pass and the chunked kernel; bit-exact with nvfp4.
+    x = _acts((5, 112), seed=11)
+    row_amax = x.float().abs().amax(-1) * torch.tensor([1.0, 2.0, 0.5, 1.25, 3.0])  # above and below each row's
+    for rule in ("mse", "abs_max", "static_6"):
+        for per_row, amax in ((True, row_amax), (True, 2.0), (False, torch.tensor(1.5))):
+            q = tq.quantize_triton(x, rule, per_row=per_row, amax=amax, dequant_dtype=torch.bfloat16)
+            r = nvfp4.quantize(x, rule, per_row=per_row, amax=amax)
+            _assert_quant_equal(q, r, per_row)
+    with pytest.raises(ValueError, match="5 rows"):
+        tq.quantize_triton(x, "mse", per_row=True, amax=torch.ones(3))
+    with pytest.raises(ValueError, match="scalar"):
+        tq.quantize_triton(x, "mse", per_row=False, amax=torch.ones(5))
+
+
+@interpret
 def test_quantizer_chunked_rows_interpreted(monkeypatch):
     # Rows longer than the single-pass limit are read in chunks (two passes).
     monkeypatch.setattr(tq, "_MAX_SINGLE_PASS_BLOCKS", 2)
@@ -74,6 +91,9 @@ def test_quantizer_chunked_rows_interpreted(monkeypatch):
     for rule in ("mse", "static_6"):
         q = tq.quantize_triton(x, rule, per_row=True)
         _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=True), True)
+        am = torch.tensor([0.5, 4.0, 1.0])  # given per-row amax, chunked kernel
+        q = tq.quantize_triton(x, rule, per_row=True, amax=am)
+        _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=True, amax=am), True)
 
 
 @triton.jit
@@ -260,6 +280,12 @@ def test_backend_linear_interpreted():
         torch.testing.assert_close(out.float(), ref.float(), rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
     with pytest.raises(ValueError, match="static"):
         be.linear(x, qw, bias, ActivationQuant("mse", "static"))
+    # The tensor-parallel amax override (token: one per row of x flattened; tensor: one).
+    assert be.accepts_amax_override
+    for mode, amax in (("token", x.reshape(6, 64).float().abs().amax(-1) * 1.5), ("tensor", torch.tensor(7.0))):
+        out = be.linear(x, qw, bias, ActivationQuant("mse", mode), input_amax=amax)
+        ref = nvfp4.reference_linear(x, wq, bias, act_rule="mse", per_row=mode == "token", act_amax=amax)
+        torch.testing.assert_close(out.float(), ref.float(), rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
 
 
 def test_is_available_needs_cuda_8_or_9():
@@ -278,15 +304,20 @@ def test_quantizer_bit_exact_gpu(rule):
     # K = 4096 (one block a thread), 14336 (two), 20480 (chunked rows), 96 (one warp); fp16 too.
     for i, (shape, dtype) in enumerate([((512, 4096), torch.bfloat16), ((37, 14336), torch.bfloat16),
                                         ((3, 20480), torch.bfloat16), ((5, 96), torch.float16)]):
-        for mode in ("token", "tensor", "static"):
+        for mode in ("token", "tensor", "static", "token_amax"):
             x = _acts(shape, seed=i, dtype=dtype)
             x[0, :32] = 0
             x[1, 3] = -0.0
             x[1, 5] = -1e-30 if dtype == torch.bfloat16 else -1e-7
             amax = 0.5 * x.float().abs().max().item() if mode == "static" else None
-            q = tq.quantize_triton(x.cuda(), rule, per_row=mode == "token", amax=amax, dequant_dtype=torch.bfloat16)
-            r = nvfp4.quantize(x, rule, per_row=mode == "token", amax=amax)
-            _assert_quant_equal(q, r, mode == "token")
+            if mode == "token_amax":  # a given per-row amax (tensor parallelism), above each row's own
+                amax = x.float().abs().amax(-1) * 1.25
+            per_row = mode.startswith("token")
+            q = tq.quantize_triton(x.cuda(), rule, per_row=per_row,
+                                   amax=amax.cuda() if isinstance(amax, torch.Tensor) else amax,
+                                   dequant_dtype=torch.bfloat16)
+            r = nvfp4.quantize(x, rule, per_row=per_row, amax=amax)
+            _assert_quant_equal(q, r, per_row)
 
 
 @pytest.mark.gpu

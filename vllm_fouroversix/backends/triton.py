@@ -17,6 +17,7 @@ from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWe
 
 class TritonBackend(Backend):
     name = "triton"
+    accepts_amax_override = True
 
     @classmethod
     def is_available(cls, device: torch.device) -> bool:
@@ -78,7 +79,9 @@ class TritonBackend(Backend):
                 x2,
                 act.rule,
                 per_row=act.mode == "token",
-                amax=input_amax if act.mode == "static" else None,
+                # static: the checkpoint's amax; token/tensor: an optional amax that
+                # replaces the computed one (tensor parallelism, see Backend.linear).
+                amax=input_amax,
                 write_packed=False,
                 dequant_dtype=torch.bfloat16,
             )

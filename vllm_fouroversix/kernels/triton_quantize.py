@@ -308,7 +308,7 @@ def _quantize_kernel(
     x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr,
     K, stride_x, stride_deq,
     RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr,
-    ROW_AMAX: tl.constexpr, NUM_CHUNKS: tl.constexpr, CB: tl.constexpr,
+    ROW_AMAX: tl.constexpr, AMAX_PER_ROW: tl.constexpr, NUM_CHUNKS: tl.constexpr, CB: tl.constexpr,
     WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
@@ -318,31 +318,31 @@ def _quantize_kernel(
     scales_row = scales_ptr + row * nb
     deq_row = deq_ptr + row * stride_deq
     if NUM_CHUNKS == 1:
-        # The whole row in registers: one read.
-        x_lo, x_hi = _load_tile(x_row, 0, nb, CB)
-        if ROW_AMAX:
+        x_lo, x_hi = _load_tile(x_row, 0, nb, CB)  # the whole row in registers: one read
+    # The amax: of this row (ROW_AMAX), given for this row (AMAX_PER_ROW, e.g. reduced
+    # over tensor-parallel ranks), or one for the tensor; its global scale amax / MS.
+    if ROW_AMAX:
+        if NUM_CHUNKS == 1:
             amax = tl.max(tl.max(tl.maximum(tl.abs(x_lo), tl.abs(x_hi)), axis=1), axis=0)
-            tl.store(gs_ptr + row, tl.div_rn(amax, MS))
         else:
-            amax = tl.load(amax_ptr).to(tl.float32)
-            if row == 0:
-                tl.store(gs_ptr, tl.div_rn(amax, MS))
-        enc, dec = _enc_dec(amax, MS)
-        _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, 0, nb, amax, enc, dec,
-                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT)
-    else:
-        if ROW_AMAX:
             amax = 0.0
             for c in range(NUM_CHUNKS):
                 offs = c * CB * 16 + tl.arange(0, CB * 16)
                 xa = tl.abs(tl.load(x_row + offs, mask=offs < K, other=0.0).to(tl.float32))
                 amax = tl.maximum(amax, tl.max(xa, axis=0))
-            tl.store(gs_ptr + row, tl.div_rn(amax, MS))
-        else:
-            amax = tl.load(amax_ptr).to(tl.float32)
-            if row == 0:
-                tl.store(gs_ptr, tl.div_rn(amax, MS))
-        enc, dec = _enc_dec(amax, MS)
+        tl.store(gs_ptr + row, tl.div_rn(amax, MS))
+    elif AMAX_PER_ROW:
+        amax = tl.load(amax_ptr + row).to(tl.float32)
+        tl.store(gs_ptr + row, tl.div_rn(amax, MS))
+    else:
+        amax = tl.load(amax_ptr).to(tl.float32)
+        if row == 0:
+            tl.store(gs_ptr, tl.div_rn(amax, MS))
+    enc, dec = _enc_dec(amax, MS)
+    if NUM_CHUNKS == 1:
+        _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, 0, nb, amax, enc, dec,
+                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT)
+    else:
         for c in range(NUM_CHUNKS):
             x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)
             _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
@@ -405,10 +405,13 @@ def quantize_triton(
 ) -> QuantizedActivation:
     """Quantize ``x`` [R, K] (bf16/fp16/fp32, rows contiguous) with the Triton kernel.
 
-    ``per_row``: per-token amax computed in the kernel (``amax`` must be None);
-    otherwise one amax for the tensor (``amax`` given: static, else computed
-    with one reduction first). ``dequant_dtype`` also writes q * s (no global
-    scale) in that dtype, the operand the Hopper GEMM consumes for W4A4.
+    ``per_row``: one amax a row, computed in the kernel, or given as ``amax``
+    (float32 [R], or a scalar for every row: e.g. the rows' amax over the full K
+    of a tensor-parallel layer); otherwise one amax for the tensor (``amax``
+    given: static, else computed with one reduction first). As
+    ``nvfp4.quantize``'s ``amax``: finite and non-negative. ``dequant_dtype``
+    also writes q * s (no global scale) in that dtype, the operand the Hopper
+    GEMM consumes for W4A4.
     """
     rule = ScaleRule(rule)
     if x.dim() != 2:
@@ -420,16 +423,24 @@ def quantize_triton(
         x = x.contiguous()
     c = rule_constants(rule)
     dev = x.device
+    amax_per_row = per_row and amax is not None
     if per_row:
-        if amax is not None:
-            raise ValueError("per_row computes the amax of each row; pass amax only per tensor")
         gs = torch.empty(R, dtype=torch.float32, device=dev)
-        amax_t = gs  # unused
+        if amax is None:
+            amax_t = gs  # unused
+        else:
+            amax_t = torch.as_tensor(amax, dtype=torch.float32, device=dev).reshape(-1)
+            if amax_t.numel() == 1:
+                amax_t = amax_t.expand(R).contiguous()
+            elif amax_t.numel() != R:
+                raise ValueError(f"per-row amax has {amax_t.numel()} values for {R} rows")
     else:
         if amax is None:
             amax_t = _amax(x if x.is_contiguous() else x.contiguous())
         else:
-            amax_t = torch.as_tensor(amax, dtype=torch.float32, device=dev).reshape(1)
+            amax_t = torch.as_tensor(amax, dtype=torch.float32, device=dev).reshape(-1)
+            if amax_t.numel() != 1:
+                raise ValueError("amax must be a scalar unless per_row=True")
         gs = torch.empty((), dtype=torch.float32, device=dev)  # written by the kernel (IEEE division)
     nb = K // BLOCK_SIZE
     data = torch.empty((R, K // 2), dtype=torch.uint8, device=dev) if write_packed else None
@@ -451,7 +462,8 @@ def quantize_triton(
         x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
         dummy if deq is None else deq,
         K, x.stride(0), 0 if deq is None else deq.stride(0),
-        RULE=RULE_IDS[rule], M=c.M, MS=c.MS, ROW_AMAX=per_row, NUM_CHUNKS=chunks, CB=cb,
+        RULE=RULE_IDS[rule], M=c.M, MS=c.MS, ROW_AMAX=per_row and not amax_per_row, AMAX_PER_ROW=amax_per_row,
+        NUM_CHUNKS=chunks, CB=cb,
         WRITE_PACKED=write_packed, WRITE_DEQ=deq is not None, HW_CVT=_hw_cvt(dev),
         num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
     )
