@@ -6,10 +6,13 @@ For each Llama-3-8B shape and M in 1, 4, 16, 32: the configuration that
 with rotating weight copies in a CUDA graph (as ``bench_gemm.py --rotate``),
 bf16 ``torch.matmul`` timed in the same run. The 8 fastest are printed.
 
-    PYTHONPATH=. python3 tools/sweep_small_m.py [--ms 1 4 16 32]
+    PYTHONPATH=. python3 tools/sweep_small_m.py [--ms 1 4 16 32] [--grid]
 
-This is the sweep behind ``select_config``'s M <= 32 choices (benchmarks/hopper.md,
-run 11; that run also had an experimental ``pk`` option since removed).
+``--grid``: for M <= 4, every GEMV tile of a wider list with splits 1/2/4/8 (64
+configurations) instead of the short list. This is the sweep behind
+``select_config``'s M <= 32 choices (benchmarks/hopper.md, run 11, whose runs also
+had two experimental options since removed: gemv2 register prefetch and the
+tensor-core ``pk`` K permutation).
 """
 
 from __future__ import annotations
@@ -27,13 +30,20 @@ from bench_gemm import _bench_rotating, _copies  # noqa: E402
 SHAPES = [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]
 
 
-def candidates(M: int):
+GEMV_TILES = ((16, 512, 4), (32, 256, 4), (32, 512, 4), (32, 1024, 8), (64, 256, 4), (64, 512, 8), (16, 1024, 4),
+              (32, 512, 8))  # (BN, BK, warps)
+
+
+def candidates(M: int, grid: bool = False):
     from vllm_fouroversix.kernels.triton_gemm import GemmConfig as C
 
     if M <= 4:
-        return [C("gemv2", BM=M, BN=bn, BK=bk, num_warps=nw, num_stages=1, split_k=sk)
-                for bn, bk, nw, sk in ((16, 1024, 4, 1), (16, 1024, 4, 2), (16, 1024, 4, 4), (16, 512, 4, 4),
-                                       (64, 512, 8, 4), (32, 1024, 8, 2), (32, 512, 4, 1))]
+        if grid:
+            tiles = [(bn, bk, nw, sk) for bn, bk, nw in GEMV_TILES for sk in (1, 2, 4, 8)]
+        else:
+            tiles = [(16, 1024, 4, 1), (16, 1024, 4, 2), (16, 1024, 4, 4), (16, 512, 4, 4), (64, 512, 8, 4),
+                     (32, 1024, 8, 2), (32, 512, 4, 1)]
+        return [C("gemv2", BM=M, BN=bn, BK=bk, num_warps=nw, num_stages=1, split_k=sk) for bn, bk, nw, sk in tiles]
     BM = 16 if M <= 16 else 32
     return [C(kind, BM=BM, BN=bn, BK=bk, num_warps=nw, num_stages=st, split_k=sk)
             for kind, bn, bk, nw, st in (("tc", 64, 256, 4, 3), ("tc", 32, 256, 4, 3), ("tc", 64, 128, 4, 4),
@@ -45,6 +55,7 @@ def candidates(M: int):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ms", type=int, nargs="+", default=[1, 4, 16, 32])
+    ap.add_argument("--grid", action="store_true", help="M <= 4: 8 GEMV tiles x splits 1/2/4/8")
     args = ap.parse_args()
     from vllm_fouroversix import nvfp4
     from vllm_fouroversix.kernels import triton_gemm as tg
@@ -65,7 +76,7 @@ def main() -> None:
             ref = x.float() @ wdec.T
             t_bf = _bench_rotating(lambda i: (lambda: torch.matmul(x, wbs[i].T)), cb)
             rows = []
-            for cfg in [tg.select_config(M, N, K, x.device)] + candidates(M):
+            for cfg in [tg.select_config(M, N, K, x.device)] + candidates(M, args.grid):
                 try:
                     out = tg.fp4_gemm(x, wq.data, wq.scales, gw, config=cfg).float()
                     err = ((out - ref).norm() / ref.norm()).item()
