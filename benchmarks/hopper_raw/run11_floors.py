@@ -7,6 +7,7 @@ src = open("vllm_fouroversix/kernels/triton_gemm.py").read()
 V1 = '"\\n".join([f"shl.b32 ${2*i}, $8, {16 - 4*i};\\nand.b32 ${2*i+1}, $8, {0xFFFF0000 >> i};" for i in range(4)])'
 V2 = '"\\n".join([f"mov.b32 ${i}, $8;" for i in range(8)])'
 mods = {}
+os.makedirs(".scratch", exist_ok=True)
 for name, repl in (("v0", None), ("v1", V1), ("v2", V2)):
     s = src
     if repl:
