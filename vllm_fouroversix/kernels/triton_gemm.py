@@ -637,8 +637,9 @@ class GemmConfig:
     group_m: int = 8
     num_warps: int = 4
     num_stages: int = 3
-    # Double-buffer the next K tile's loads in registers. Measured slower on the
-    # H100 than leaving the loads to Triton's pipeliner (num_stages): off by default.
+    # Double-buffer the next K tile's loads in registers ('tc'/'tcT'/'gemv'; 'gemv2'
+    # has none: measured no faster, run 11). Measured slower on the H100 than leaving
+    # the loads to Triton's pipeliner (num_stages): off by default.
     prefetch: bool = False
 
     def short(self) -> str:
