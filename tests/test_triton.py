@@ -321,7 +321,7 @@ def test_quantizer_bit_exact_gpu(rule):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("M", [1, 7, 16, 48, 300, 1024])
+@pytest.mark.parametrize("M", [1, 3, 7, 16, 24, 48, 300, 1024])
 def test_backend_vs_reference_gpu(M):
     be = TritonBackend()
     N, K = 1536, 2048
