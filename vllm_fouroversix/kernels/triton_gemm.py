@@ -175,6 +175,14 @@ def _decode_tile(wp, sb, BN: tl.constexpr, BK: tl.constexpr, DT: tl.constexpr, U
 
 
 @triton.jit
+def _split_k_range(k_tiles, pid_k, SPLIT_K: tl.constexpr):
+    """K tiles [kt0, kt1) of split pid_k: equal runs of cdiv(k_tiles, SPLIT_K), the last ones shorter or empty."""
+    per = tl.cdiv(k_tiles, SPLIT_K)
+    kt0 = pid_k * per
+    return kt0, tl.minimum(kt0 + per, k_tiles)
+
+
+@triton.jit
 def _epilogue_store(
     acc, offs_m, offs_n, M, N, gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga,
     GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr,
@@ -244,9 +252,7 @@ def _fp4_gemm_kernel(
     mm = offs_m < M
     nm = offs_n < N
     k_tiles = tl.cdiv(K, BK)
-    per = tl.cdiv(k_tiles, SPLIT_K)
-    kt0 = pid_k * per
-    kt1 = tl.minimum(kt0 + per, k_tiles)
+    kt0, kt1 = _split_k_range(k_tiles, pid_k, SPLIT_K)
     a_rows = a_ptr + offs_m[:, None].to(tl.int64) * stride_am
     w_rows = w_ptr + offs_n[:, None].to(tl.int64) * stride_w  # = K // 2
     s_rows = ws_ptr + offs_n[:, None].to(tl.int64) * stride_s  # = K // 16
@@ -423,9 +429,7 @@ def _fp4_gemv_kernel(
     offs_n = pid_n * BN + tl.arange(0, BN)
     nm = offs_n < N
     k_tiles = tl.cdiv(K, BK)
-    per = tl.cdiv(k_tiles, SPLIT_K)
-    kt0 = pid_k * per
-    kt1 = tl.minimum(kt0 + per, k_tiles)
+    kt0, kt1 = _split_k_range(k_tiles, pid_k, SPLIT_K)
     w_rows = w_ptr + offs_n[:, None].to(tl.int64) * stride_w  # = K // 2
     s_rows = ws_ptr + offs_n[:, None].to(tl.int64) * stride_s  # = K // 16
     kw = tl.arange(0, BK // 2)
@@ -565,9 +569,7 @@ def _fp4_gemv2_kernel(
     nm = offs_n < N
     KB = K // 2  # bytes (and activation words) a row
     k_tiles = tl.cdiv(KB, BKB)
-    per = tl.cdiv(k_tiles, SPLIT_K)
-    kt0 = pid_k * per
-    kt1 = tl.minimum(kt0 + per, k_tiles)
+    kt0, kt1 = _split_k_range(k_tiles, pid_k, SPLIT_K)
     kb = tl.arange(0, BKB)
     ks = tl.max_contiguous(tl.multiple_of(tl.arange(0, BKB // 8), BPT), BPT)
     w_rows = w_ptr + offs_n[:, None].to(tl.int64) * stride_w

@@ -424,23 +424,21 @@ def quantize_triton(
     c = rule_constants(rule)
     dev = x.device
     amax_per_row = per_row and amax is not None
+    # No finiteness check here (it would sync the device on the serving path).
+    amax_t = None if amax is None else torch.as_tensor(amax, dtype=torch.float32, device=dev).reshape(-1)
     if per_row:
         gs = torch.empty(R, dtype=torch.float32, device=dev)
-        if amax is None:
+        if amax_t is None:
             amax_t = gs  # unused
-        else:
-            amax_t = torch.as_tensor(amax, dtype=torch.float32, device=dev).reshape(-1)
-            if amax_t.numel() == 1:
-                amax_t = amax_t.expand(R).contiguous()
-            elif amax_t.numel() != R:
-                raise ValueError(f"per-row amax has {amax_t.numel()} values for {R} rows")
+        elif amax_t.numel() == 1:
+            amax_t = amax_t.expand(R).contiguous()
+        elif amax_t.numel() != R:
+            raise ValueError(f"per-row amax has {amax_t.numel()} values for {R} rows")
     else:
-        if amax is None:
+        if amax_t is None:
             amax_t = _amax(x if x.is_contiguous() else x.contiguous())
-        else:
-            amax_t = torch.as_tensor(amax, dtype=torch.float32, device=dev).reshape(-1)
-            if amax_t.numel() != 1:
-                raise ValueError("amax must be a scalar unless per_row=True")
+        elif amax_t.numel() != 1:
+            raise ValueError("amax must be a scalar unless per_row=True")
         gs = torch.empty((), dtype=torch.float32, device=dev)  # written by the kernel (IEEE division)
     nb = K // BLOCK_SIZE
     data = torch.empty((R, K // 2), dtype=torch.uint8, device=dev) if write_packed else None
