@@ -382,3 +382,26 @@ def test_gemv2_paths_gpu():
         ref = nvfp4.reference_linear(xo.cpu(), wq, None, act_quant=False).float()
         out = tg.fp4_gemm(xo, data, scales, gw, config=tg.GemmConfig("gemv2", BM=2, BN=32, BK=512)).float().cpu()
         torch.testing.assert_close(out, ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+
+
+@pytest.mark.gpu
+def test_w4a4_pdl_gpu():
+    # The quantizer lets the GEMM launch early (programmatic dependent launch); the GEMM must
+    # still read this call's activations. Each call quantizes new values into a freshly
+    # allocated buffer (the allocator hands back the last call's memory), so a GEMM that read
+    # before the quantizer finished would see the previous call's values.
+    for N, K, M, cfg in [(4096, 4096, 1, None), (1024, 14336, 4, None), (512, 4096, 16, None),
+                         (2048, 4096, 2, tg.GemmConfig("gemv2", BM=2, BN=32, BK=512, split_k=2))]:
+        wq = _weight(N, K, seed=K + M)
+        data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
+        for i in range(4):
+            x = _acts((M, K), seed=100 * i + M).cuda()
+            outs = {}
+            for pdl in (True, False):  # PDL first: its buffer was last written with the previous x
+                q = tq.quantize_triton(x, "mse", write_packed=False, dequant_dtype=torch.bfloat16,
+                                       launch_dependents=pdl)
+                outs[pdl] = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, config=cfg, pdl=pdl)
+                del q  # free the operand now, for the next call to be handed it
+            ref = nvfp4.reference_linear(x.cpu(), wq, None, per_row=True).float()
+            assert torch.equal(outs[True], outs[False]), (N, K, M, i)
+            torch.testing.assert_close(outs[True].float().cpu(), ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())

@@ -83,6 +83,7 @@ def bench_cuda(args: argparse.Namespace) -> str:
     and write. Reports the quantizer's share of the copy's bandwidth.
     """
     import triton
+    from bench_gemm import _bench_graph
 
     import vllm_fouroversix.kernels.triton_quantize as tq
     from vllm_fouroversix.kernels.triton_quantize import quantize_triton
@@ -90,13 +91,13 @@ def bench_cuda(args: argparse.Namespace) -> str:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.rows, args.cols, generator=gen).bfloat16().cuda()
     dst = torch.empty_like(x)
-    t_copy = triton.testing.do_bench(lambda: dst.copy_(x), warmup=25, rep=200, return_mode="median")
+    t_copy = _bench_graph(lambda: dst.copy_(x), 200)
     copy_bw = 2 * x.numel() * x.element_size() / (t_copy * 1e-3)
     lines = [
         f"device-to-device copy of the input: {t_copy * 1e3:.1f} us, {copy_bw / 1e12:.2f} TB/s (read + write)",
         "",
-        "| rule | mode | Triton quantizer (us) | TB/s | % of copy bandwidth | bit-exact vs nvfp4.quantize (CPU) |",
-        "|---|---|---|---|---|---|",
+        "| rule | mode | Triton quantizer (us) | TB/s | % of copy bandwidth | eager do_bench (us) | bit-exact vs nvfp4.quantize (CPU) |",
+        "|---|---|---|---|---|---|---|",
     ]
     R, K = x.shape
 
@@ -113,14 +114,15 @@ def bench_cuda(args: argparse.Namespace) -> str:
         exact = torch.equal(q.data.cpu(), r.data) and torch.equal(
             q.scales.view(torch.uint8).cpu(), r.scales.view(torch.uint8)
         ) and torch.equal(q.global_scale.cpu().reshape(-1), r.global_scale.float().reshape(-1))
-        t = triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
+        t = _bench_graph(fn, 200)
+        t_eager = triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
         nbytes = R * K * 2 + R * K // 2 + R * K // 16 + (R * 4 if per_row else 4)
         bw = nbytes / (t * 1e-3)
         mode = "token" if per_row else "tensor (+ amax pass)"
         if len(sweep) > 1:
             mode += f" bpt={bpt} maxnreg={nreg or '-'}"
         lines.append(
-            f"| {rule} | {mode} | {t * 1e3:.1f} | {bw / 1e12:.2f} | {100 * bw / copy_bw:.0f}% | {'yes' if exact else 'NO'} |"
+            f"| {rule} | {mode} | {t * 1e3:.1f} | {bw / 1e12:.2f} | {100 * bw / copy_bw:.0f}% | {t_eager * 1e3:.1f} | {'yes' if exact else 'NO'} |"
         )
         print(lines[-1], flush=True)
     tq._BLOCKS_PER_THREAD = 1
@@ -132,8 +134,7 @@ def bench_cuda(args: argparse.Namespace) -> str:
         for rule in args.rules:
             fn = lambda: quantize_triton(x, rule, per_row=True, write_packed=False,  # noqa: E731
                                          dequant_dtype=torch.bfloat16)
-            fn()
-            t = triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
+            t = _bench_graph(fn, 200)
             bw = (R * K * 4 + R * 4) / (t * 1e-3)
             lines.append(f"| {rule} | {t * 1e3:.1f} | {bw / 1e12:.2f} | {100 * bw / copy_bw:.0f}% |")
             print(lines[-1], flush=True)
@@ -141,7 +142,7 @@ def bench_cuda(args: argparse.Namespace) -> str:
 
     head = (
         f"[{args.rows}, {args.cols}] bf16 on {torch.cuda.get_device_name()}, torch {torch.__version__}, "
-        f"triton {_t.__version__}, do_bench median (L2 flushed before each repetition)"
+        f"triton {_t.__version__}, median of CUDA-graph replays (L2 flushed before each)"
     )
     return head + "\n\n" + "\n".join(lines)
 

@@ -18,6 +18,9 @@ from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWe
 class TritonBackend(Backend):
     name = "triton"
     accepts_amax_override = True
+    #: W4A4: the quantizer lets the GEMM launch early (programmatic dependent launch,
+    #: sm_90+; no effect elsewhere). Off = two plain launches.
+    use_pdl = True
 
     @classmethod
     def is_available(cls, device: torch.device) -> bool:
@@ -84,7 +87,9 @@ class TritonBackend(Backend):
                 amax=input_amax,
                 write_packed=False,
                 dequant_dtype=torch.bfloat16,
+                launch_dependents=self.use_pdl,
             )
+            # PDL: the GEMM starts (and prefetches its weights) while the quantizer runs.
             out = fp4_gemm(q.dequant, w.data, scales, w.global_scale, ga=q.global_scale, bias=bias,
-                           out_dtype=x.dtype)
+                           out_dtype=x.dtype, pdl=self.use_pdl)
         return out.reshape(*lead, w.n)

@@ -549,6 +549,7 @@ def _fp4_gemv2_kernel(
     BM: tl.constexpr, BN: tl.constexpr, BKB: tl.constexpr, SPLIT_K: tl.constexpr, BPT: tl.constexpr,
     EVEN_K: tl.constexpr, USE_ASM: tl.constexpr, A_F16: tl.constexpr, FMA_CHAIN: tl.constexpr,
     HW_E4M3: tl.constexpr, GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     """CUDA-core GEMV for tiny M (BM <= 4 rows a program), layout-conversion free.
 
@@ -560,7 +561,9 @@ def _fp4_gemv2_kernel(
     thread: 16 weight bytes, 16 words): decode, products and the per-16-weight
     block sums stay in each thread. The scale bytes are loaded with a
     contiguity of BPT (= blocks a thread) so their layout is that of the block
-    sums. No shared memory in the loop.
+    sums. No shared memory in the loop. ``PDL``: launched as a programmatic
+    dependent of the kernel that writes the activations (the quantizer), so its
+    launch and set-up overlap that kernel; it waits for it before the loop.
     """
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -581,6 +584,8 @@ def _fp4_gemv2_kernel(
     acc2 = tl.zeros((BN, BKB // 8), dtype=tl.float32)
     acc3 = tl.zeros((BN, BKB // 8), dtype=tl.float32)
     zero_n = tl.zeros((BN, BKB), dtype=tl.int32)
+    if PDL:
+        tl.extra.cuda.gdc_wait()
     for kt in range(kt0, kt1):
         b0 = kt * BKB
         wp, sb, ap = _gemv2_load(w_rows, s_rows, a0, b0, nm, kb, ks, zero_n, KB, K, m0, M, EVEN_K)
@@ -734,6 +739,13 @@ def _use_asm(device: torch.device) -> bool:
     return device.type == "cuda" and not INTERPRET
 
 
+def _pdl_launch(pdl: bool, device: torch.device) -> dict:
+    """Launch arguments of a programmatic dependent launch (sm_90+, not under the interpreter)."""
+    if pdl and _use_asm(device) and torch.cuda.get_device_capability(device)[0] >= 9:
+        return {"PDL": True, "launch_pdl": True}
+    return {}
+
+
 def _hw_e4m3(device: torch.device) -> bool:
     """The E4M3 -> f16 hardware conversion exists on sm_89+ (Ada, Hopper)."""
     return _use_asm(device) and torch.cuda.get_device_capability(device) >= (8, 9)
@@ -763,6 +775,7 @@ def fp4_gemm(
     out_dtype: torch.dtype | None = None,
     config: GemmConfig | None = None,
     gw_float: float | None = None,
+    pdl: bool = False,
 ) -> torch.Tensor:
     """``a`` [M, K] (bf16/fp16/fp32) x NVFP4 weight [N, K] -> [M, N].
 
@@ -770,7 +783,13 @@ def fp4_gemm(
     ``gw`` fp32 [] or [N]; ``ga`` fp32 [M] (per-row) or [] (per-tensor)
     activation global scale, None for W4A16; ``bias`` [N]; ``gw_float``:
     the scalar ``gw`` as a Python float, when known (lets the prefill path use
-    cuBLAS's alpha without a device sync).
+    cuBLAS's alpha without a device sync). ``pdl``: launch the GEMV (M <= 4) as
+    a programmatic dependent launch (sm_90+) of the kernel before it in the
+    stream; that kernel lets it start early by calling
+    ``griddepcontrol.launch_dependents`` (``quantize_triton(launch_dependents=True)``
+    does), and the GEMV waits for it before reading ``a``. Ignored on the other
+    paths (the tensor-core tiles measured slower with it, benchmarks/hopper.md
+    run 12) and on other devices.
     """
     if a.dim() != 2:
         raise ValueError("fp4_gemm takes a 2-D activation [M, K]")
@@ -847,7 +866,7 @@ def fp4_gemm(
             M * N, K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BKB=bkb, SPLIT_K=split, BPT=max(1, per_thread // 8),
             EVEN_K=K % cfg.BK == 0, USE_ASM=_use_asm(dev), A_F16=a.dtype == torch.float16, FMA_CHAIN=True,
             HW_E4M3=_hw_e4m3(dev), GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None,
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages, **_pdl_launch(pdl, dev),
         )
         return out
     if cfg.kind in ("gemv", "gemv2"):

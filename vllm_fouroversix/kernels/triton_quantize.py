@@ -310,7 +310,12 @@ def _quantize_kernel(
     RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr,
     ROW_AMAX: tl.constexpr, AMAX_PER_ROW: tl.constexpr, NUM_CHUNKS: tl.constexpr, CB: tl.constexpr,
     WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
+    LAUNCH_DEPENDENTS: tl.constexpr = False,
 ):
+    if LAUNCH_DEPENDENTS:
+        # Let a GEMM launched with PDL start now: it prefetches its weights while
+        # this kernel runs and waits for its completion before reading the output.
+        tl.extra.cuda.gdc_launch_dependents()
     row = tl.program_id(0).to(tl.int64)
     nb = K // 16
     x_row = x_ptr + row * stride_x
@@ -402,6 +407,7 @@ def quantize_triton(
     amax: torch.Tensor | float | None = None,
     write_packed: bool = True,
     dequant_dtype: torch.dtype | None = None,
+    launch_dependents: bool = False,
 ) -> QuantizedActivation:
     """Quantize ``x`` [R, K] (bf16/fp16/fp32, rows contiguous) with the Triton kernel.
 
@@ -411,7 +417,9 @@ def quantize_triton(
     given: static, else computed with one reduction first). As
     ``nvfp4.quantize``'s ``amax``: finite and non-negative. ``dequant_dtype``
     also writes q * s (no global scale) in that dtype, the operand the Hopper
-    GEMM consumes for W4A4.
+    GEMM consumes for W4A4. ``launch_dependents``: the kernel lets a following
+    ``fp4_gemm(..., pdl=True)`` launch at once (sm_90+ programmatic dependent
+    launch; that GEMM waits for this kernel before reading its output).
     """
     rule = ScaleRule(rule)
     if x.dim() != 2:
@@ -463,6 +471,7 @@ def quantize_triton(
         RULE=RULE_IDS[rule], M=c.M, MS=c.MS, ROW_AMAX=per_row and not amax_per_row, AMAX_PER_ROW=amax_per_row,
         NUM_CHUNKS=chunks, CB=cb,
         WRITE_PACKED=write_packed, WRITE_DEQ=deq is not None, HW_CVT=_hw_cvt(dev),
+        LAUNCH_DEPENDENTS=launch_dependents and _hw_cvt(dev) and torch.cuda.get_device_capability(dev)[0] >= 9,
         num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
     )
     return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)

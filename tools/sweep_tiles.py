@@ -1,12 +1,14 @@
-"""Sweep the small-M GEMM tiles of the Triton path next to bf16 cuBLAS (H100; W4A16).
+"""Sweep the GEMM tiles of the Triton path next to bf16 cuBLAS (H100; W4A16).
 
-For each Llama-3-8B shape and M in 1, 4, 16, 32: the configuration that
-``select_config`` picks, then candidate GEMV (M <= 4) or tensor-core tiles
-(M > 4), each checked against an fp32 product with the decoded weight and timed
+For each Llama-3-8B shape and each M (default 1, 4, 16, 32): the configuration
+that ``select_config`` picks, then candidate GEMV (M <= 4), small tensor-core
+(M <= 32) or large fused tensor-core tiles and the decode-then-cuBLAS path
+(M > 32), each checked against an fp32 product with the decoded weight and timed
 with rotating weight copies in a CUDA graph (as ``bench_gemm.py --rotate``),
 bf16 ``torch.matmul`` timed in the same run. The 8 fastest are printed.
 
-    PYTHONPATH=. python3 tools/sweep_small_m.py [--ms 1 4 16 32] [--grid]
+    PYTHONPATH=. python3 tools/sweep_tiles.py [--ms 1 4 16 32] [--grid]
+    PYTHONPATH=. python3 tools/sweep_tiles.py --ms 256 1024 4096     # prefill tiles
 
 ``--grid``: for M <= 4, every GEMV tile of a wider list with splits 1/2/4/8 (64
 configurations) instead of the short list. This is the sweep behind
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -44,6 +47,15 @@ def candidates(M: int, grid: bool = False):
             tiles = [(16, 1024, 4, 1), (16, 1024, 4, 2), (16, 1024, 4, 4), (16, 512, 4, 4), (64, 512, 8, 4),
                      (32, 1024, 8, 2), (32, 512, 4, 1)]
         return [C("gemv2", BM=M, BN=bn, BK=bk, num_warps=nw, num_stages=1, split_k=sk) for bn, bk, nw, sk in tiles]
+    if M > 32:
+        # Fused decode-in-the-main-loop tiles (wgmma on sm_90; 'tcT' keeps the decoded
+        # weight in registers as wgmma's A operand) against decode-then-cuBLAS.
+        big = [("tcT", 128, 128, 64, 8, 3), ("tcT", 128, 128, 64, 8, 4), ("tcT", 256, 128, 64, 8, 3),
+               ("tcT", 128, 256, 64, 8, 3), ("tcT", 128, 128, 128, 8, 3), ("tcT", 64, 128, 64, 4, 4),
+               ("tcT", 128, 64, 64, 4, 4), ("tcT", 64, 64, 128, 4, 4), ("tc", 128, 128, 64, 8, 3),
+               ("tc", 128, 256, 64, 8, 3), ("tc", 64, 128, 64, 4, 4)]
+        return [C("dq")] + [C(kind, BM=bm, BN=bn, BK=bk, num_warps=nw, num_stages=st)
+                            for kind, bm, bn, bk, nw, st in big if bm <= 2 * M]
     BM = 16 if M <= 16 else 32
     return [C(kind, BM=BM, BN=bn, BK=bk, num_warps=nw, num_stages=st, split_k=sk)
             for kind, bn, bk, nw, st in (("tc", 64, 256, 4, 3), ("tc", 32, 256, 4, 3), ("tc", 64, 128, 4, 4),
@@ -52,10 +64,31 @@ def candidates(M: int, grid: bool = False):
             for sk in (1, 4)]
 
 
+def _w4a4_rows(x, wq, ds, copies, cfg, t_bf, label) -> None:
+    """W4A4 as the Triton backend runs it (per-token 4/6 quantizer, then the GEMM on its
+    bf16 operand), as two plain launches and with programmatic dependent launch."""
+    from vllm_fouroversix.kernels import triton_gemm as tg
+    from vllm_fouroversix.kernels.triton_quantize import quantize_triton
+
+    def run(i, cfg, pdl):
+        q = quantize_triton(x, "mse", write_packed=False, dequant_dtype=torch.bfloat16, launch_dependents=pdl)
+        return tg.fp4_gemm(q.dequant, ds[i][0], ds[i][1], wq.global_scale, ga=q.global_scale, config=cfg, pdl=pdl)
+
+    ref = run(0, cfg, False).float()
+    print(f"== W4A4 {label} bf16 {t_bf * 1e3:.1f} us", flush=True)
+    for name, c, pdl in (("plain", cfg, False), ("pdl", cfg, True)):
+        same = torch.equal(run(0, c, pdl).float(), ref)
+        t = _bench_rotating(lambda i, c=c, pdl=pdl: (lambda: run(i, c, pdl)), copies, reps=15)
+        print(f"   {t * 1e3:6.1f} us {t_bf / t:5.2f}x  {name} {c.short()} {'same output' if same else 'OUTPUT DIFFERS'}",
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ms", type=int, nargs="+", default=[1, 4, 16, 32])
     ap.add_argument("--grid", action="store_true", help="M <= 4: 8 GEMV tiles x splits 1/2/4/8")
+    ap.add_argument("--w4a4", action="store_true",
+                    help="instead: W4A4 (quantizer + GEMM) with the selected tile, with and without PDL")
     args = ap.parse_args()
     from vllm_fouroversix import nvfp4
     from vllm_fouroversix.kernels import triton_gemm as tg
@@ -76,7 +109,12 @@ def main() -> None:
             ref = x.float() @ wdec.T
             t_bf = _bench_rotating(lambda i: (lambda: torch.matmul(x, wbs[i].T)), cb)
             rows = []
-            for cfg in [tg.select_config(M, N, K, x.device)] + candidates(M, args.grid):
+            sel_cfg = tg.select_config(M, N, K, x.device)
+            if args.w4a4:
+                _w4a4_rows(x, wq, ds, cq, sel_cfg, t_bf, f"{N}x{K} M={M}")
+                continue
+            cands = [sel_cfg] + [c for c in candidates(M, args.grid) if c != sel_cfg]
+            for cfg in cands:
                 try:
                     out = tg.fp4_gemm(x, wq.data, wq.scales, gw, config=cfg).float()
                     err = ((out - ref).norm() / ref.norm()).item()
