@@ -2,13 +2,16 @@
 
 For each Llama-3-8B shape and each M (default 1, 4, 16, 32): the configuration
 that ``select_config`` picks, then candidate GEMV (M <= 4), small tensor-core
-(M <= 32) or large fused tensor-core tiles and the decode-then-cuBLAS path
-(M > 32), each checked against an fp32 product with the decoded weight and timed
-with rotating weight copies in a CUDA graph (as ``bench_gemm.py --rotate``),
-bf16 ``torch.matmul`` timed in the same run. The 8 fastest are printed.
+(M <= 32) or large fused tensor-core tiles and the decode-then-GEMM path 'dq'
+(M > 32; called without the host-side weight scale, so its GEMM is the Triton tile
+that W4A4 prefill uses, not cuBLAS), each checked against an fp32 product with the
+decoded weight and timed with rotating weight copies in a CUDA graph (as
+``bench_gemm.py --rotate``), bf16 ``torch.matmul`` timed in the same run. The 8
+fastest are printed.
 
     PYTHONPATH=. python3 tools/sweep_tiles.py [--ms 1 4 16 32] [--grid]
     PYTHONPATH=. python3 tools/sweep_tiles.py --ms 256 1024 4096     # prefill tiles
+    PYTHONPATH=. python3 tools/sweep_tiles.py --w4a4 --ms 1 4 16     # quantizer + GEMM, with/without PDL
 
 ``--grid``: for M <= 4, every GEMV tile of a wider list with splits 1/2/4/8 (64
 configurations) instead of the short list. This is the sweep behind
