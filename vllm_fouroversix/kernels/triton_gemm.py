@@ -16,12 +16,12 @@ decoded activations (``q * s``, exact in bf16, from
 per-row global scales ``ga`` for W4A4.
 
 Paths, chosen by M (:func:`select_config`):
-- ``gemv2`` (M <= 4, bf16/fp16 activations): CUDA-core kernel with no layout
+- ``gemv2`` (M <= 2, bf16/fp16 activations): CUDA-core kernel with no layout
   conversion in its loop (activations read as int32 pairs in the weight bytes'
   shape and layout); block partial sums are scaled per 16 elements; split over K
   for parallelism. ``gemv``: the older GEMV (fp32 activations).
-- ``small`` (M <= 64): tensor-core tiles with BM = 16..64 and split-K.
-- ``large``: 2-D tiled tensor-core GEMM (prefill).
+- ``tc`` (M 3..128): tensor-core tiles with BM = 16..64 and split-K.
+- ``dq`` (M > 128, prefill): the weight decoded once to bf16, then a plain GEMM.
 Split-K partials are reduced by the last program of each tile in a fixed
 order (deterministic, one launch).
 
@@ -683,15 +683,17 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None) ->
     """The path and tile shape for an M x N x K product.
 
     Picked from the sweep of ``tools/bench_gemm.py --sweep`` on an H100 (see
-    benchmarks/hopper.md): the CUDA-core GEMV up to M = 4, split-K
+    benchmarks/hopper.md): the CUDA-core GEMV up to M = 2, split-K
     tensor-core tiles up to M = 128, and for larger M (prefill) the weight is
     decoded once into a bf16 workspace followed by a plain GEMM ('dq').
     """
     sms = _num_sms(device) if device is not None else 132
-    if M <= 4:
+    if M <= 2:
         # 16 rows x 512 bytes a program, split over K only where the grid is too
         # small for the SMs; for one row and a long K (K > 8192), 256-byte tiles
-        # split 4 ways (benchmarks/hopper.md, run 11).
+        # split 4 ways (benchmarks/hopper.md, run 11). From M = 3 the 16-row
+        # tensor-core tile is faster: the GEMV's FMAs grow with M, the MMA's do not
+        # (run 12f: 28672x4096 M = 4 45 us vs 67 us).
         if M == 1 and K > 8192:
             cfg = GemmConfig(kind="gemv2", BM=1, BN=16, BK=512, split_k=4, num_warps=4, num_stages=1)
         else:
@@ -783,7 +785,7 @@ def fp4_gemm(
     ``gw`` fp32 [] or [N]; ``ga`` fp32 [M] (per-row) or [] (per-tensor)
     activation global scale, None for W4A16; ``bias`` [N]; ``gw_float``:
     the scalar ``gw`` as a Python float, when known (lets the prefill path use
-    cuBLAS's alpha without a device sync). ``pdl``: launch the GEMV (M <= 4) as
+    cuBLAS's alpha without a device sync). ``pdl``: launch the GEMV (M <= 2) as
     a programmatic dependent launch (sm_90+) of the kernel before it in the
     stream; that kernel lets it start early by calling
     ``griddepcontrol.launch_dependents`` (``quantize_triton(launch_dependents=True)``
