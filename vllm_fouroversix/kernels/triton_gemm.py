@@ -39,6 +39,8 @@ import torch
 import triton
 import triton.language as tl
 
+from vllm_fouroversix.kernels.triton_quantize import pdl_supported
+
 __all__ = ["GemmConfig", "select_config", "fp4_gemm", "dequantize_weight", "INTERPRET"]
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -743,7 +745,7 @@ def _use_asm(device: torch.device) -> bool:
 
 def _pdl_launch(pdl: bool, device: torch.device) -> dict:
     """Launch arguments of a programmatic dependent launch (sm_90+, not under the interpreter)."""
-    if pdl and _use_asm(device) and torch.cuda.get_device_capability(device)[0] >= 9:
+    if pdl and pdl_supported(device):
         return {"PDL": True, "launch_pdl": True}
     return {}
 

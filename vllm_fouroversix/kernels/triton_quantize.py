@@ -59,6 +59,11 @@ _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 _HW_CVT_OFF = os.environ.get("VLLM_FOUROVERSIX_NO_HW_CVT", "0") not in ("", "0")
 
 
+def pdl_supported(dev: torch.device) -> bool:
+    """Programmatic dependent launch (``griddepcontrol``): CUDA sm_90+, not under the interpreter."""
+    return dev.type == "cuda" and not _INTERPRET and torch.cuda.get_device_capability(dev)[0] >= 9
+
+
 def _hw_cvt(dev: torch.device) -> bool:
     """Use the hardware FP32 -> E4M3 conversion (sm_89+; not under the interpreter)."""
     if _INTERPRET or _HW_CVT_OFF or dev.type != "cuda":
@@ -313,8 +318,8 @@ def _quantize_kernel(
     LAUNCH_DEPENDENTS: tl.constexpr = False,
 ):
     if LAUNCH_DEPENDENTS:
-        # Let a GEMM launched with PDL start now: it prefetches its weights while
-        # this kernel runs and waits for its completion before reading the output.
+        # Let a GEMM launched with PDL start now: its launch and set-up overlap this
+        # kernel, and it waits for this kernel's completion before reading the output.
         tl.extra.cuda.gdc_launch_dependents()
     row = tl.program_id(0).to(tl.int64)
     nb = K // 16
@@ -471,7 +476,7 @@ def quantize_triton(
         RULE=RULE_IDS[rule], M=c.M, MS=c.MS, ROW_AMAX=per_row and not amax_per_row, AMAX_PER_ROW=amax_per_row,
         NUM_CHUNKS=chunks, CB=cb,
         WRITE_PACKED=write_packed, WRITE_DEQ=deq is not None, HW_CVT=_hw_cvt(dev),
-        LAUNCH_DEPENDENTS=launch_dependents and _hw_cvt(dev) and torch.cuda.get_device_capability(dev)[0] >= 9,
+        LAUNCH_DEPENDENTS=launch_dependents and pdl_supported(dev),
         num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
     )
     return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
