@@ -24,6 +24,7 @@ from vllm_fouroversix import nvfp4  # noqa: E402
 from vllm_fouroversix.backends.base import ActivationQuant, QuantizedWeight  # noqa: E402
 from vllm_fouroversix.backends.triton import TritonBackend  # noqa: E402
 from vllm_fouroversix.kernels import triton_gemm as tg  # noqa: E402
+from vllm_fouroversix.kernels import triton_prefill as tp  # noqa: E402
 from vllm_fouroversix.kernels import triton_quantize as tq  # noqa: E402
 
 RULES = ["mse", "mae", "abs_max", "static_6", "static_4"]
@@ -288,6 +289,47 @@ def test_backend_linear_interpreted():
         torch.testing.assert_close(out.float(), ref.float(), rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
 
 
+def _prefill_case(M, N, K, seed, dtype=torch.bfloat16, gw_vec=False, ga_mode="row", device=DEV):
+    """Operands as the W4A4 prefill path sees them: q * s values (exact in bf16), global
+    scales, bias; and the fp64 oracle of (a @ w.T) * (ga * gw) + bias."""
+    g = torch.Generator().manual_seed(seed)
+    a = (torch.randint(-12, 13, (M, K), generator=g) * 0.25 * 2.0 ** torch.randint(-3, 3, (M, 1), generator=g))
+    w = (torch.randint(-12, 13, (N, K), generator=g) * 0.125)
+    gw = torch.rand(N if gw_vec else 1, generator=g) * 0.01 + 1e-3
+    ga = {"row": torch.rand(M, generator=g) + 0.5, "tensor": torch.tensor([0.75]), "none": None}[ga_mode]
+    bias = torch.randn(N, generator=g)
+    ref = a.double() @ w.double().T * ((ga.double()[:, None] if ga is not None else 1.0) * gw.double()) + bias.double()
+    on = lambda t: None if t is None else t.to(device)  # noqa: E731
+    return on(a.to(dtype)), on(w.to(dtype)), on(gw), on(ga), on(bias), ref
+
+
+def _assert_prefill_close(out, ref):
+    # Products and sums of these values are exact in fp32 up to order: one output rounding apart.
+    torch.testing.assert_close(out.double().cpu(), ref, rtol=2 ** -7, atol=1e-6 * ref.abs().max().item())
+
+
+@interpret
+def test_prefill_gemm_interpreted():
+    # Edges: M, N, K not multiples of the tile; per-row and per-tensor ga, none; per-channel gw; fp32 input.
+    for i, (M, N, K, gw_vec, ga_mode, dtype) in enumerate([
+            (37, 40, 80, False, "row", torch.bfloat16), (5, 24, 48, True, "tensor", torch.bfloat16),
+            (33, 16, 32, False, "none", torch.float16), (9, 40, 80, True, "row", torch.float32)]):
+        a, w, gw, ga, bias, ref = _prefill_case(M, N, K, seed=i, dtype=dtype, gw_vec=gw_vec, ga_mode=ga_mode)
+        out = tp.prefill_gemm(a, w, gw, ga, bias)
+        assert out.dtype == dtype and out.shape == (M, N)
+        _assert_prefill_close(out, ref)
+    with pytest.raises(ValueError, match="does not match"):
+        tp.prefill_gemm(a, w[:, :16], gw)
+
+
+def test_prefill_tile_choice():
+    # run 13 (H100, 132 SMs): the wide tile where its tiles fill the SMs, the square one elsewhere
+    assert tp.prefill_tile(4096, 4096, 132) is tp.WIDE_TILE
+    assert tp.prefill_tile(256, 28672, 132) is tp.WIDE_TILE
+    assert tp.prefill_tile(1024, 6144, 132) is tp.SQUARE_TILE  # 192 wide tiles: 1.45 waves
+    assert tp.prefill_tile(256, 4096, 132) is tp.SQUARE_TILE
+
+
 def test_is_available_needs_cuda_8_or_9():
     assert not TritonBackend.is_available(torch.device("cpu"))
     if HAS_CUDA:
@@ -407,3 +449,19 @@ def test_w4a4_pdl_gpu():
             ref = nvfp4.reference_linear(x.cpu(), wq, None, per_row=True).float()
             assert torch.equal(outs[True], outs[False]), (N, K, M, i)
             torch.testing.assert_close(outs[True].float().cpu(), ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+
+
+@pytest.mark.gpu
+def test_prefill_gemm_gpu():
+    # The sm_90 TMA kernel with both tiles (M, N, K off the tile grid: TMA zero-fills, clips the
+    # store), and the portable kernel where TMA cannot take the operands (a row stride that is
+    # not a multiple of 16 bytes) or the dtype is fp32.
+    cases = [(1000, 1000, 1040, False, "row", torch.bfloat16), (300, 2048, 4096, True, "tensor", torch.bfloat16),
+             (129, 776, 512, False, "none", torch.float16), (200, 1001, 512, True, "row", torch.bfloat16),
+             (150, 256, 256, False, "row", torch.float32)]
+    for i, (M, N, K, gw_vec, ga_mode, dtype) in enumerate(cases):
+        a, w, gw, ga, bias, ref = _prefill_case(M, N, K, seed=i, dtype=dtype, gw_vec=gw_vec, ga_mode=ga_mode)
+        for tile in (None, tp.WIDE_TILE, tp.SQUARE_TILE):
+            out = tp.prefill_gemm(a, w, gw, ga, bias, tile=tile)
+            assert out.dtype == dtype
+            _assert_prefill_close(out, ref)

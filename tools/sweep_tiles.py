@@ -89,7 +89,7 @@ def _w4a4_rows(x, wq, ds, copies, cfg, t_bf, label) -> None:
     if cfg.kind == "gemv2" and x.shape[0] > 1:  # the tensor-core tile for M = 2..4 as well
         rows.append(("plain", tg.GemmConfig("tc", BM=16, BN=64, BK=256, num_warps=4, num_stages=3), False))
     for name, c, pdl in rows:
-        c = tg._with_split(c, x.shape[0], ds[0][0].shape[0], x.shape[1], tg._num_sms(x.device))
+        c = tg._with_split(c, x.shape[0], ds[0][0].shape[0], x.shape[1], tg.num_sms(x.device))
         out = run(0, c, pdl).float()
         # another tile sums in another fp32 order: report how far, not just whether equal
         same = "same output" if torch.equal(out, ref) else f"rel diff {((out - ref).norm() / ref.norm()).item():.1e}"

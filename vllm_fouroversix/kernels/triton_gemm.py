@@ -32,18 +32,17 @@ plain arithmetic. No vLLM imports.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 
 import torch
 import triton
 import triton.language as tl
 
-from vllm_fouroversix.kernels.triton_quantize import pdl_supported
+from vllm_fouroversix.kernels.triton_prefill import prefill_gemm
+from vllm_fouroversix.kernels.device import INTERPRET, num_sms, pdl_supported
 
 __all__ = ["GemmConfig", "select_config", "fp4_gemm", "dequantize_weight", "INTERPRET"]
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def _decode_asm(outs: list[str], in_reg: str) -> str:
@@ -232,12 +231,12 @@ def _split_k_fixup(
 
 @triton.jit
 def _fp4_gemm_kernel(
-    a_ptr, w_ptr, ws_ptr, wbf_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, part_ptr, lock_ptr,
+    a_ptr, w_ptr, ws_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, part_ptr, lock_ptr,
     M, N, K, stride_am, stride_om, stride_ga, stride_pk, stride_w, stride_s,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr,
     GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, DT: tl.constexpr, USE_ASM: tl.constexpr,
     GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
-    W_BF16: tl.constexpr = False, SWAP: tl.constexpr = False, PREFETCH: tl.constexpr = False,
+    SWAP: tl.constexpr = False, PREFETCH: tl.constexpr = False,
     HW_E4M3: tl.constexpr = False,
 ):
     pid = tl.program_id(0)
@@ -258,7 +257,6 @@ def _fp4_gemm_kernel(
     a_rows = a_ptr + offs_m[:, None].to(tl.int64) * stride_am
     w_rows = w_ptr + offs_n[:, None].to(tl.int64) * stride_w  # = K // 2
     s_rows = ws_ptr + offs_n[:, None].to(tl.int64) * stride_s  # = K // 16
-    wbf_rows = wbf_ptr + offs_n[:, None].to(tl.int64) * K
     ka = tl.arange(0, BK)
     kw = tl.arange(0, BK // 2)
     ks = tl.arange(0, BK // 16)
@@ -266,7 +264,7 @@ def _fp4_gemm_kernel(
         acc = tl.zeros((BN, BM), dtype=tl.float32)  # out^T = W x^T: the weight is the A operand
     else:
         acc = tl.zeros((BM, BN), dtype=tl.float32)
-    if PREFETCH and not W_BF16:
+    if PREFETCH:
         # Registers double-buffer the next K tile's loads (activations, weight
         # bytes, scales) while this one is decoded and multiplied.
         a_n = _load_a_tile(a_rows, kt0 * BK, kt1 * BK, mm, K, ka, EVEN_K)
@@ -279,14 +277,9 @@ def _fp4_gemm_kernel(
             wp_n, sb_n = _load_w_tile(w_rows, s_rows, (kt + 1) * BK, kt1 * BK, nm, K, kw, ks, EVEN_K)
             w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM, HW_E4M3)
             acc = _mma(a, w, acc, DT, IEEE, SWAP)
-    for kt in range(kt0, kt1 if not (PREFETCH and not W_BF16) else kt0):
+    for kt in range(kt0, kt1 if not PREFETCH else kt0):
         k0 = kt * BK
-        if W_BF16:
-            kin = ((k0 + ka) < K)[None, :]
-            a = tl.load(a_rows + (k0 + ka)[None, :], mask=mm[:, None] & kin, other=0.0)
-            wp = 0
-            sb = 0
-        elif EVEN_K:
+        if EVEN_K:
             a = tl.load(a_rows + (k0 + ka)[None, :], mask=mm[:, None], other=0.0)
             wp = tl.load(w_rows + (k0 // 2 + kw)[None, :], mask=nm[:, None], other=0)
             sb = tl.load(s_rows + (k0 // 16 + ks)[None, :], mask=nm[:, None], other=0)
@@ -294,10 +287,7 @@ def _fp4_gemm_kernel(
             a = tl.load(a_rows + (k0 + ka)[None, :], mask=mm[:, None] & ((k0 + ka) < K)[None, :], other=0.0)
             wp = tl.load(w_rows + (k0 // 2 + kw)[None, :], mask=nm[:, None] & ((k0 // 2 + kw) < K // 2)[None, :], other=0)
             sb = tl.load(s_rows + (k0 // 16 + ks)[None, :], mask=nm[:, None] & ((k0 // 16 + ks) < K // 16)[None, :], other=0)
-        if W_BF16:  # a pre-decoded bf16 weight (the 'dq' prefill path): plain GEMM + epilogue
-            w = tl.load(wbf_rows + (k0 + ka)[None, :], mask=nm[:, None] & kin, other=0.0)
-        else:
-            w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM, HW_E4M3)
+        w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM, HW_E4M3)
         acc = _mma(a, w, acc, DT, IEEE, SWAP)
     if SWAP:
         acc = tl.trans(acc)
@@ -658,21 +648,6 @@ class GemmConfig:
         return f"{self.kind} {self.BM}x{self.BN}x{self.BK} s{self.split_k} w{self.num_warps} st{self.num_stages}{pf}"
 
 
-#: Tile of the Triton GEMM on the pre-decoded bf16 weight (prefill W4A4).
-DQ_TILE = GemmConfig("tc", BM=128, BN=128, BK=64, num_warps=8, num_stages=4)
-
-_NUM_SMS: dict[int, int] = {}
-
-
-def _num_sms(device: torch.device) -> int:
-    if device.type != "cuda":
-        return 132
-    idx = device.index if device.index is not None else torch.cuda.current_device()
-    if idx not in _NUM_SMS:
-        _NUM_SMS[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
-    return _NUM_SMS[idx]
-
-
 def _split_for(tiles: int, k_tiles: int, sms: int, max_split: int = 8) -> int:
     """Smallest power-of-2 split that gives >= ~1.5 waves, keeping >= 2 K tiles a split."""
     split = 1
@@ -689,7 +664,7 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None) ->
     tensor-core tiles up to M = 128, and for larger M (prefill) the weight is
     decoded once into a bf16 workspace followed by a plain GEMM ('dq').
     """
-    sms = _num_sms(device) if device is not None else 132
+    sms = num_sms(device) if device is not None else 132
     if M <= 2:
         # 16 rows x 512 bytes a program, split over K only where the grid is too
         # small for the SMs; for one row and a long K (K > 8192), 256-byte tiles
@@ -810,7 +785,7 @@ def fp4_gemm(
         return out
     cfg = config or select_config(M, N, K, dev)
     if cfg.kind != "dq":
-        cfg = _with_split(cfg, M, N, K, _num_sms(dev))
+        cfg = _with_split(cfg, M, N, K, num_sms(dev))
     gw = gw.reshape(-1).float()
     gw_vec = gw.numel() > 1
     has_ga = ga is not None
@@ -824,25 +799,16 @@ def fp4_gemm(
         # Prefill: decode the weight once into a bf16 workspace (exact), then a
         # plain GEMM: cuBLAS with the global scale as alpha and the bias as the
         # beta term when that expresses the epilogue (W4A16, one weight scale
-        # known on the host), else the tiled Triton kernel on the bf16 weight.
-        wdt = torch.float16 if a.dtype == torch.float16 else torch.bfloat16
+        # known on the host), else the Triton GEMM of triton_prefill (per-row
+        # activation scales: W4A4).
+        wdt = a.dtype if a.dtype in (torch.float16, torch.float32) else torch.bfloat16
         w = dequantize_weight(data, sbytes, wdt)
         if not has_ga and gw_float is not None and a.dtype == wdt:
             if bias is not None:
                 return torch.addmm(bias.to(wdt), a, w.T, alpha=gw_float, out=out)
             # beta=0: the input is ignored (NaNs too), one rounding of alpha * acc
             return torch.addmm(out, a, w.T, beta=0, alpha=gw_float, out=out)
-        cfg = DQ_TILE
-        tiles = triton.cdiv(M, cfg.BM) * triton.cdiv(N, cfg.BN)
-        _fp4_gemm_kernel[(tiles, 1)](
-            a, data, sbytes, w, gw, ga, bias if bias is not None else gw, out, out, out,
-            M, N, K, a.stride(0), out.stride(0), stride_ga, M * N, K // 2, K // 16,
-            BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=1, GROUP_M=cfg.group_m, EVEN_K=K % cfg.BK == 0,
-            DT=tl.float32 if INTERPRET else (tl.float16 if wdt == torch.float16 else tl.bfloat16), USE_ASM=False,
-            GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None, IEEE=INTERPRET, W_BF16=True,
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-        )
-        return out
+        return prefill_gemm(a.to(wdt), w, gw, ga if has_ga else None, bias, out=out)
     if a.dtype == torch.float32 or INTERPRET:
         # fp32 activations: exact fp32 products. The interpreter has no bf16
         # arithmetic, so it runs the same kernel with fp32 operands (exact too).
@@ -889,7 +855,7 @@ def fp4_gemm(
     if split > 1 and tiles > _LOCK_SIZE:
         raise ValueError("too many split-K tiles")
     _fp4_gemm_kernel[(tiles, split)](
-        a, data, sbytes, data, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
+        a, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
         K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, GROUP_M=cfg.group_m, EVEN_K=even_k, DT=dt,
         USE_ASM=use_asm, GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None, IEEE=ieee,
         SWAP=cfg.kind == "tcT", PREFETCH=cfg.prefetch, HW_E4M3=use_asm and _hw_e4m3(dev),

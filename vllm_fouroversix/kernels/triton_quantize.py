@@ -35,6 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
+from vllm_fouroversix.kernels.device import INTERPRET, pdl_supported
 from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, rule_constants
 
 __all__ = ["RULE_IDS", "quantize_triton", "QuantizedActivation"]
@@ -55,18 +56,12 @@ _CHUNK_BLOCKS = 256
 _BLOCKS_PER_THREAD = 1
 # Extra launch options (benchmark sweeps: e.g. maxnreg).
 _EXTRA_LAUNCH: dict = {}
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 _HW_CVT_OFF = os.environ.get("VLLM_FOUROVERSIX_NO_HW_CVT", "0") not in ("", "0")
-
-
-def pdl_supported(dev: torch.device) -> bool:
-    """Programmatic dependent launch (``griddepcontrol``): CUDA sm_90+, not under the interpreter."""
-    return dev.type == "cuda" and not _INTERPRET and torch.cuda.get_device_capability(dev)[0] >= 9
 
 
 def _hw_cvt(dev: torch.device) -> bool:
     """Use the hardware FP32 -> E4M3 conversion (sm_89+; not under the interpreter)."""
-    if _INTERPRET or _HW_CVT_OFF or dev.type != "cuda":
+    if INTERPRET or _HW_CVT_OFF or dev.type != "cuda":
         return False
     return torch.cuda.get_device_capability(dev) >= (8, 9)
 
