@@ -97,6 +97,17 @@ def test_quantizer_chunked_rows_interpreted(monkeypatch):
         _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=True, amax=am), True)
 
 
+@interpret
+def test_quantizer_many_rows_chunked_interpreted(monkeypatch):
+    # Many rows of over _SHORT_ROW_BLOCKS blocks take _MANY_ROWS_CHUNK_BLOCKS chunks (scaled down).
+    monkeypatch.setattr(tq, "_SHORT_ROW_BLOCKS", 2)
+    monkeypatch.setattr(tq, "_MANY_ROWS_CHUNK_BLOCKS", 2)
+    monkeypatch.setattr(tq, "_MANY_ROWS_PER_SM", 0.05)  # 7 rows count as many (132 SMs off CUDA)
+    x = _acts((7, 80), seed=8)  # 5 blocks a row: 3 chunks
+    q = tq.quantize_triton(x, "mae", per_row=True, dequant_dtype=torch.bfloat16)
+    _assert_quant_equal(q, nvfp4.quantize(x, "mae", per_row=True), True)
+
+
 @triton.jit
 def _e4m3_kernel(x_ptr, v_ptr, b_ptr, n, BLOCK: tl.constexpr):
     o = tl.arange(0, BLOCK)
@@ -344,8 +355,10 @@ def test_is_available_needs_cuda_8_or_9():
 @pytest.mark.parametrize("rule", RULES)
 def test_quantizer_bit_exact_gpu(rule):
     # K = 4096 (one block a thread), 14336 (two), 20480 (chunked rows), 96 (one warp); fp16 too.
+    # 600 x 8192: many rows of over 4096, in 128-block chunks.
     for i, (shape, dtype) in enumerate([((512, 4096), torch.bfloat16), ((37, 14336), torch.bfloat16),
-                                        ((3, 20480), torch.bfloat16), ((5, 96), torch.float16)]):
+                                        ((3, 20480), torch.bfloat16), ((5, 96), torch.float16),
+                                        ((600, 8192), torch.bfloat16)]):
         for mode in ("token", "tensor", "static", "token_amax"):
             x = _acts(shape, seed=i, dtype=dtype)
             x[0, :32] = 0

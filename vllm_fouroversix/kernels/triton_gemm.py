@@ -671,7 +671,13 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None) ->
         # split 4 ways (benchmarks/hopper.md, run 11). From M = 3 the 16-row
         # tensor-core tile is faster: the GEMV's FMAs grow with M, the MMA's do not
         # (run 12f: 28672x4096 M = 4 45 us vs 67 us).
-        if M == 1 and K > 8192:
+        # One row, K a multiple of 2048, N 4096..16384 (where it was measured): 8 rows x
+        # 1024 bytes a program (half the K steps). Run 13c: 3-9% faster at 4096x4096
+        # (8.4 -> 7.7 us), 4096x14336, 11008x4096 and 14336x4096, 1-2% slower (within
+        # the noise) at 6144x4096; 28672x4096 (1.5% slower) keeps the 16-row tile.
+        if M == 1 and K % 2048 == 0 and 4096 <= N <= 16384:
+            cfg = GemmConfig(kind="gemv2", BM=1, BN=8, BK=2048, num_warps=4, num_stages=1)
+        elif M == 1 and K > 8192:
             cfg = GemmConfig(kind="gemv2", BM=1, BN=16, BK=512, split_k=4, num_warps=4, num_stages=1)
         else:
             cfg = GemmConfig(kind="gemv2", BM=triton.next_power_of_2(M), BN=16, BK=1024, num_warps=4, num_stages=1)

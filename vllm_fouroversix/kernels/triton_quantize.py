@@ -3,8 +3,8 @@
 One program quantizes one row and each thread whole 16-element blocks (one
 block a thread up to 16 warps): it reads the row once (per-token mode: the row
 amax, then both candidates, the 4/6 selection, the packing and the scales from
-registers; rows longer than ``_MAX_SINGLE_PASS_BLOCKS`` blocks are read twice,
-the second time from cache). Per-tensor and static modes take the amax from a
+registers; rows longer than ``_MAX_SINGLE_PASS_BLOCKS`` blocks, and with many
+rows those over ``_SHORT_ROW_BLOCKS``, are read twice, the second time from cache). Per-tensor and static modes take the amax from a
 one-element tensor.
 
 Bit-exact with :func:`vllm_fouroversix.nvfp4.quantize` for every rule:
@@ -35,7 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_fouroversix.kernels.device import INTERPRET, pdl_supported
+from vllm_fouroversix.kernels.device import INTERPRET, num_sms, pdl_supported
 from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, rule_constants
 
 __all__ = ["RULE_IDS", "quantize_triton", "QuantizedActivation"]
@@ -52,6 +52,14 @@ RULE_IDS = {
 # Rows of up to this many 16-element blocks are held in registers (one read).
 _MAX_SINGLE_PASS_BLOCKS = 1024  # K <= 16384
 _CHUNK_BLOCKS = 256
+# With many rows, rows over _SHORT_ROW_BLOCKS blocks go in chunks of _MANY_ROWS_CHUNK_BLOCKS
+# instead (read twice, the second time mostly from L2): a 16-warp program with two blocks a
+# thread keeps too few rows in flight. H100, 4096 rows, mse (run 13c): K = 8192 107 -> 79 us,
+# K = 11008 174 -> 117 us, K = 14336 173 -> 134 us; 16 rows of K = 14336 stay faster in one
+# pass (9.5 vs 14.6 us: there the row's latency is the time), hence the row threshold.
+_SHORT_ROW_BLOCKS = 256  # K <= 4096
+_MANY_ROWS_CHUNK_BLOCKS = 128
+_MANY_ROWS_PER_SM = 4
 # Blocks a thread handles (sets num_warps = blocks / 32 / this, 1..16).
 _BLOCKS_PER_THREAD = 1
 # Extra launch options (benchmark sweeps: e.g. maxnreg).
@@ -456,10 +464,12 @@ def quantize_triton(
         if not per_row:
             gs = (amax_t / c.MS).reshape(())
         return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
-    if nb <= _MAX_SINGLE_PASS_BLOCKS:
+    many_rows = R >= _MANY_ROWS_PER_SM * num_sms(dev)
+    if nb <= _MAX_SINGLE_PASS_BLOCKS and (nb <= _SHORT_ROW_BLOCKS or not many_rows):
         cb, chunks = triton.next_power_of_2(nb), 1
     else:
-        cb, chunks = _CHUNK_BLOCKS, triton.cdiv(nb, _CHUNK_BLOCKS)
+        cb = _MANY_ROWS_CHUNK_BLOCKS if many_rows else _CHUNK_BLOCKS
+        chunks = triton.cdiv(nb, cb)
     dummy = data if data is not None else deq
     # One 16-element block a thread (its max and error sums stay in registers),
     # up to 16 warps; longer rows give a thread several blocks.
