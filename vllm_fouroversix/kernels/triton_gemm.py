@@ -38,7 +38,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_fouroversix.kernels.triton_prefill import prefill_gemm
+from vllm_fouroversix.kernels.triton_prefill import prefill_gemm, scaled_output
 from vllm_fouroversix.kernels.device import INTERPRET, num_sms, pdl_supported
 
 __all__ = ["GemmConfig", "select_config", "fp4_gemm", "dequantize_weight", "INTERPRET"]
@@ -191,17 +191,7 @@ def _epilogue_store(
     """acc [BM, BN] fp32 -> (acc * (ga * gw)) + bias -> out dtype."""
     mm = offs_m < M
     nm = offs_n < N
-    if GW_VEC:
-        gw = tl.load(gw_ptr + offs_n, mask=nm, other=0.0)[None, :]
-    else:
-        gw = tl.load(gw_ptr)
-    if HAS_GA:
-        ga = tl.load(ga_ptr + offs_m * stride_ga, mask=mm, other=0.0)[:, None]
-        out = acc * (ga * gw)
-    else:
-        out = acc * gw
-    if HAS_BIAS:
-        out = out + tl.load(bias_ptr + offs_n, mask=nm, other=0.0).to(tl.float32)[None, :]
+    out = scaled_output(acc, offs_m, offs_n, M, N, ga_ptr, gw_ptr, bias_ptr, stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
     ptrs = out_ptr + offs_m[:, None].to(tl.int64) * stride_om + offs_n[None, :]
     tl.store(ptrs, out.to(out_ptr.dtype.element_ty), mask=mm[:, None] & nm[None, :])
 

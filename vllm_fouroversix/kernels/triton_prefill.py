@@ -72,11 +72,10 @@ def _tile_pid(tile_id, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
 
 
 @triton.jit
-def _scaled(acc, pid_m, pid_n, M, N, ga_ptr, gw_ptr, bias_ptr, stride_ga,
-            BM: tl.constexpr, BN: tl.constexpr, GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr):
-    """(acc * (ga * gw)) + bias in FP32, as ``reference_linear``."""
-    offs_m = pid_m * BM + tl.arange(0, BM)
-    offs_n = pid_n * BN + tl.arange(0, BN)
+def scaled_output(acc, offs_m, offs_n, M, N, ga_ptr, gw_ptr, bias_ptr, stride_ga,
+                  GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """The GEMM epilogue of every Triton path: (acc * (ga * gw)) + bias in FP32, as
+    ``reference_linear``, for output rows offs_m and columns offs_n."""
     if GW_VEC:
         gw = tl.load(gw_ptr + offs_n, mask=offs_n < N, other=0.0)[None, :]
     else:
@@ -108,7 +107,8 @@ def _prefill_tma_kernel(
             a = a_desc.load([pid_m * BM, kt * BK])
             w = w_desc.load([pid_n * BN, kt * BK])
             acc = tl.dot(a, w.T, acc)
-        out = _scaled(acc, pid_m, pid_n, M, N, ga_ptr, gw_ptr, bias_ptr, stride_ga, BM, BN, GW_VEC, HAS_GA, HAS_BIAS)
+        out = scaled_output(acc, pid_m * BM + tl.arange(0, BM), pid_n * BN + tl.arange(0, BN), M, N,
+                            ga_ptr, gw_ptr, bias_ptr, stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
         # A TMA store (clipped at the tensor's edges): a masked pointer store of a
         # 128 x 256 tile needs a 64-bit address per element and spills registers.
         out_desc.store([pid_m * BM, pid_n * BN], out.to(out_desc.dtype))
@@ -136,7 +136,7 @@ def _prefill_kernel(
             acc = tl.dot(a.to(tl.float32), tl.trans(w.to(tl.float32)), acc, input_precision="ieee")
         else:
             acc = tl.dot(a, tl.trans(w), acc)
-    out = _scaled(acc, pid_m, pid_n, M, N, ga_ptr, gw_ptr, bias_ptr, stride_ga, BM, BN, GW_VEC, HAS_GA, HAS_BIAS)
+    out = scaled_output(acc, offs_m, offs_n, M, N, ga_ptr, gw_ptr, bias_ptr, stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
     ptrs = out_ptr + offs_m[:, None].to(tl.int64) * stride_om + offs_n[None, :]
     tl.store(ptrs, out.to(out_ptr.dtype.element_ty), mask=(offs_m < M)[:, None] & (offs_n < N)[None, :])
 
