@@ -331,6 +331,8 @@ def test_prefill_gemm_interpreted():
         _assert_prefill_close(out, ref)
     with pytest.raises(ValueError, match="does not match"):
         tp.prefill_gemm(a, w[:, :16], gw)
+    with pytest.raises(ValueError, match="out .* is not a row-major"):
+        tp.prefill_gemm(a, w, gw, out=torch.empty(w.shape[0], a.shape[0], dtype=a.dtype).T)
 
 
 def test_prefill_tile_choice():

@@ -38,11 +38,10 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_fouroversix.kernels.triton_prefill import prefill_gemm, scaled_output
 from vllm_fouroversix.kernels.device import INTERPRET, num_sms, pdl_supported
+from vllm_fouroversix.kernels.triton_prefill import grouped_pid, prefill_gemm, scaled_output
 
 __all__ = ["GemmConfig", "select_config", "fp4_gemm", "dequantize_weight", "INTERPRET"]
-
 
 
 def _decode_asm(outs: list[str], in_reg: str) -> str:
@@ -229,15 +228,9 @@ def _fp4_gemm_kernel(
     SWAP: tl.constexpr = False, PREFETCH: tl.constexpr = False,
     HW_E4M3: tl.constexpr = False,
 ):
-    pid = tl.program_id(0)
     pid_k = tl.program_id(1)
-    num_pid_m = tl.cdiv(M, BM)
     num_pid_n = tl.cdiv(N, BN)
-    group = GROUP_M * num_pid_n
-    first_m = (pid // group) * GROUP_M
-    gsize = tl.minimum(num_pid_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % group) % gsize
-    pid_n = (pid % group) // gsize
+    pid_m, pid_n = grouped_pid(tl.program_id(0), tl.cdiv(M, BM), num_pid_n, GROUP_M)
     offs_m = pid_m * BM + tl.arange(0, BM)
     offs_n = pid_n * BN + tl.arange(0, BN)
     mm = offs_m < M

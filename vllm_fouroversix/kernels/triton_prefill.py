@@ -29,7 +29,7 @@ __all__ = ["PrefillTile", "prefill_gemm", "prefill_tile"]
 
 @dataclass(frozen=True)
 class PrefillTile:
-    """Tile of :func:`prefill_gemm`: BM x BN outputs a step, BK deep, ``stages`` K tiles in flight."""
+    """Tile of :func:`prefill_gemm`: BM x BN outputs a step, BK deep, ``num_stages`` K tiles in flight."""
 
     BM: int = 128
     BN: int = 256
@@ -61,8 +61,8 @@ def prefill_tile(M: int, N: int, sms: int) -> PrefillTile:
 
 
 @triton.jit
-def _tile_pid(tile_id, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
-    """Grouped ordering: GROUP_M row tiles share their weight tiles while in L2."""
+def grouped_pid(tile_id, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
+    """Grouped ordering (also triton_gemm's tiles): GROUP_M row tiles share their weight tiles while in L2."""
     group = GROUP_M * num_pid_n
     first_m = (tile_id // group) * GROUP_M
     gsize = tl.minimum(num_pid_m - first_m, GROUP_M)
@@ -101,7 +101,7 @@ def _prefill_tma_kernel(
     num_pid_n = tl.cdiv(N, BN)
     k_tiles = tl.cdiv(K, BK)
     for tile_id in tl.range(tl.program_id(0), num_pid_m * num_pid_n, NUM_PROGS):
-        pid_m, pid_n = _tile_pid(tile_id, num_pid_m, num_pid_n, GROUP_M)
+        pid_m, pid_n = grouped_pid(tile_id, num_pid_m, num_pid_n, GROUP_M)
         acc = tl.zeros((BM, BN), dtype=tl.float32)
         for kt in range(k_tiles):
             a = a_desc.load([pid_m * BM, kt * BK])
@@ -121,7 +121,7 @@ def _prefill_kernel(
     GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
 ):
     """The same product with plain masked loads, one tile a program (pre-Hopper, interpreter)."""
-    pid_m, pid_n = _tile_pid(tl.program_id(0), tl.cdiv(M, BM), tl.cdiv(N, BN), GROUP_M)
+    pid_m, pid_n = grouped_pid(tl.program_id(0), tl.cdiv(M, BM), tl.cdiv(N, BN), GROUP_M)
     offs_m = pid_m * BM + tl.arange(0, BM)
     offs_n = pid_n * BN + tl.arange(0, BN)
     ka = tl.arange(0, BK)
@@ -155,8 +155,8 @@ def prefill_gemm(
     ``a`` [M, K] and ``w`` [N, K]: bf16/fp16/fp32 (same dtype; fp32 runs exact
     fp32 products on the portable kernel), rows contiguous; ``gw`` fp32 [1] or
     [N]; ``ga`` fp32 [M] (per row), [1] (per tensor) or None; ``bias`` [N];
-    ``out`` [M, N] (default: a's dtype); ``tile``: the sm_90 kernel's tile
-    (default :func:`prefill_tile`).
+    ``out`` [M, N] with unit column stride (default: new, a's dtype); ``tile``:
+    the sm_90 kernel's tile (default :func:`prefill_tile`).
     """
     M, K = a.shape
     N = w.shape[0]
@@ -167,6 +167,9 @@ def prefill_gemm(
         a = a.contiguous()
     if out is None:
         out = torch.empty((M, N), dtype=a.dtype, device=a.device)
+    elif out.shape != (M, N) or out.stride(1) != 1:
+        raise ValueError(f"prefill_gemm: out {tuple(out.shape)} with strides {out.stride()} is not a "
+                         f"row-major [{M}, {N}] (unit column stride)")
     if M == 0 or N == 0:
         return out
     gw = gw.reshape(-1).float()
@@ -177,7 +180,7 @@ def prefill_gemm(
     flags = dict(GW_VEC=gw.numel() > 1, HAS_GA=has_ga, HAS_BIAS=bias is not None)
     # TMA needs 16-byte aligned bases and row strides.
     aligned = all(x.data_ptr() % 16 == 0 and (x.stride(0) * x.element_size()) % 16 == 0 for x in (a, w, out))
-    if a.dtype != torch.float32 and tma_supported(a.device) and aligned and w.stride(1) == 1 and out.stride(1) == 1:
+    if a.dtype != torch.float32 and tma_supported(a.device) and aligned and w.stride(1) == 1:
         from triton.tools.tensor_descriptor import TensorDescriptor
 
         sms = num_sms(a.device)

@@ -4,8 +4,8 @@ One program quantizes one row and each thread whole 16-element blocks (one
 block a thread up to 16 warps): it reads the row once (per-token mode: the row
 amax, then both candidates, the 4/6 selection, the packing and the scales from
 registers; rows longer than ``_MAX_SINGLE_PASS_BLOCKS`` blocks, and with many
-rows those over ``_SHORT_ROW_BLOCKS``, are read twice, the second time from cache). Per-tensor and static modes take the amax from a
-one-element tensor.
+rows those over ``_SHORT_ROW_BLOCKS``, are read twice, the second time from
+cache). Per-tensor and static modes take the amax from a one-element tensor.
 
 Bit-exact with :func:`vllm_fouroversix.nvfp4.quantize` for every rule:
 
