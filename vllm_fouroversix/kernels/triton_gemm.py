@@ -39,7 +39,7 @@ import triton
 import triton.language as tl
 
 from vllm_fouroversix.kernels.device import INTERPRET, num_sms, pdl_supported
-from vllm_fouroversix.kernels.triton_prefill import grouped_pid, prefill_gemm, scaled_output
+from vllm_fouroversix.kernels.triton_prefill import epilogue_args, grouped_pid, prefill_gemm, scaled_output
 
 __all__ = ["GemmConfig", "select_config", "fp4_gemm", "dequantize_weight", "INTERPRET"]
 
@@ -775,14 +775,6 @@ def fp4_gemm(
     cfg = config or select_config(M, N, K, dev)
     if cfg.kind != "dq":
         cfg = _with_split(cfg, M, N, K, num_sms(dev))
-    gw = gw.reshape(-1).float()
-    gw_vec = gw.numel() > 1
-    has_ga = ga is not None
-    if has_ga:
-        ga = ga.reshape(-1).float()
-        stride_ga = 1 if ga.numel() > 1 else 0
-    else:
-        ga, stride_ga = gw, 0
     sbytes = scales.view(torch.uint8) if scales.dtype == torch.float8_e4m3fn else scales
     if cfg.kind == "dq":
         # Prefill: decode the weight once into a bf16 workspace (exact), then a
@@ -792,12 +784,13 @@ def fp4_gemm(
         # activation scales: W4A4).
         wdt = a.dtype if a.dtype in (torch.float16, torch.float32) else torch.bfloat16
         w = dequantize_weight(data, sbytes, wdt)
-        if not has_ga and gw_float is not None and a.dtype == wdt:
+        if ga is None and gw_float is not None and a.dtype == wdt:
             if bias is not None:
                 return torch.addmm(bias.to(wdt), a, w.T, alpha=gw_float, out=out)
             # beta=0: the input is ignored (NaNs too), one rounding of alpha * acc
             return torch.addmm(out, a, w.T, beta=0, alpha=gw_float, out=out)
-        return prefill_gemm(a.to(wdt), w, gw, ga if has_ga else None, bias, out=out)
+        return prefill_gemm(a.to(wdt), w, gw, ga, bias, out=out)
+    gw, ga, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)
     if a.dtype == torch.float32 or INTERPRET:
         # fp32 activations: exact fp32 products. The interpreter has no bf16
         # arithmetic, so it runs the same kernel with fp32 operands (exact too).
@@ -808,7 +801,6 @@ def fp4_gemm(
     split = cfg.split_k
     part = torch.empty((split, M, N), dtype=torch.float32, device=dev) if split > 1 else out
     locks = _locks(dev) if split > 1 else out
-    bias_t = bias if bias is not None else gw
     even_k = K % cfg.BK == 0
     if cfg.kind == "gemv2" and a.dtype in (torch.bfloat16, torch.float16):
         try:
@@ -824,8 +816,7 @@ def fp4_gemm(
             a32, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a32.stride(0), out.stride(0), stride_ga,
             M * N, K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BKB=bkb, SPLIT_K=split, BPT=max(1, per_thread // 8),
             EVEN_K=K % cfg.BK == 0, USE_ASM=_use_asm(dev), A_F16=a.dtype == torch.float16, FMA_CHAIN=True,
-            HW_E4M3=_hw_e4m3(dev), GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None,
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages, **_pdl_launch(pdl, dev),
+            HW_E4M3=_hw_e4m3(dev), **ep, num_warps=cfg.num_warps, num_stages=cfg.num_stages, **_pdl_launch(pdl, dev),
         )
         return out
     if cfg.kind in ("gemv", "gemv2"):
@@ -835,9 +826,7 @@ def fp4_gemm(
         _fp4_gemv_kernel[grid](
             a, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
             K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, EVEN_K=even_k, USE_ASM=_use_asm(dev),
-            PREFETCH=cfg.prefetch,
-            GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None,
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+            PREFETCH=cfg.prefetch, **ep, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         )
         return out
     tiles = triton.cdiv(M, cfg.BM) * triton.cdiv(N, cfg.BN)
@@ -846,7 +835,7 @@ def fp4_gemm(
     _fp4_gemm_kernel[(tiles, split)](
         a, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
         K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, GROUP_M=cfg.group_m, EVEN_K=even_k, DT=dt,
-        USE_ASM=use_asm, GW_VEC=gw_vec, HAS_GA=has_ga, HAS_BIAS=bias is not None, IEEE=ieee,
+        USE_ASM=use_asm, IEEE=ieee, **ep,
         SWAP=cfg.kind == "tcT", PREFETCH=cfg.prefetch, HW_E4M3=use_asm and _hw_e4m3(dev),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )

@@ -60,6 +60,18 @@ def prefill_tile(M: int, N: int, sms: int) -> PrefillTile:
     return WIDE_TILE if busy(WIDE_TILE) >= 0.88 * busy(SQUARE_TILE) else SQUARE_TILE
 
 
+def epilogue_args(gw: torch.Tensor, ga: torch.Tensor | None, bias: torch.Tensor | None) -> tuple:
+    """The operands of :func:`scaled_output` as every Triton launch passes them:
+    (gw fp32 [1] or [N], ga fp32 (gw as a placeholder when None), bias (gw when None),
+    stride_ga (0: one ga for all rows), the GW_VEC / HAS_GA / HAS_BIAS constexprs)."""
+    gw = gw.reshape(-1).float()
+    has_ga = ga is not None
+    ga_t = ga.reshape(-1).float() if has_ga else gw
+    stride_ga = 1 if has_ga and ga_t.numel() > 1 else 0
+    flags = dict(GW_VEC=gw.numel() > 1, HAS_GA=has_ga, HAS_BIAS=bias is not None)
+    return gw, ga_t, bias if bias is not None else gw, stride_ga, flags
+
+
 @triton.jit
 def grouped_pid(tile_id, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
     """Grouped ordering (also triton_gemm's tiles): GROUP_M row tiles share their weight tiles while in L2."""
@@ -172,12 +184,7 @@ def prefill_gemm(
                          f"row-major [{M}, {N}] (unit column stride)")
     if M == 0 or N == 0:
         return out
-    gw = gw.reshape(-1).float()
-    has_ga = ga is not None
-    ga_t = ga.reshape(-1).float() if has_ga else gw
-    stride_ga = 1 if has_ga and ga_t.numel() > 1 else 0
-    bias_t = bias if bias is not None else gw
-    flags = dict(GW_VEC=gw.numel() > 1, HAS_GA=has_ga, HAS_BIAS=bias is not None)
+    gw, ga_t, bias_t, stride_ga, flags = epilogue_args(gw, ga, bias)
     # TMA needs 16-byte aligned bases and row strides.
     aligned = all(x.data_ptr() % 16 == 0 and (x.stride(0) * x.element_size()) % 16 == 0 for x in (a, w, out))
     if a.dtype != torch.float32 and tma_supported(a.device) and aligned and w.stride(1) == 1:
