@@ -500,21 +500,49 @@ def _split8(x, BN: tl.constexpr, BKB: tl.constexpr):
 
 
 @triton.jit
-def _gemv2_load(w_rows, s_rows, a0, b0, nm, kb, ks, zero_n, KB, K, m0, M, EVEN_K: tl.constexpr):
-    """The tile at byte b0 of the rows: weight bytes [BN, BKB], scale bytes [BN, BKB / 8] and
-    activation row m0's words broadcast to [BN, BKB] (zeros past N, K or M)."""
+def _gemv2_wload(w_rows, s_rows, b0, nm, kb, ks, KB, K, live, EVEN_K: tl.constexpr):
+    """The weight tile at byte b0 of the rows: bytes [BN, BKB] and scale bytes [BN, BKB / 8]
+    (zeros past N or K, and everywhere when ``live`` is false)."""
+    wm = nm[:, None] & live
+    if EVEN_K:
+        wp = tl.load(w_rows + (b0 + kb)[None, :], mask=wm, other=0)
+        sb = tl.load(s_rows + (b0 // 8 + ks)[None, :], mask=wm, other=0)
+    else:
+        wp = tl.load(w_rows + (b0 + kb)[None, :], mask=wm & ((b0 + kb) < KB)[None, :], other=0)
+        sb = tl.load(s_rows + (b0 // 8 + ks)[None, :], mask=wm & ((b0 // 8 + ks) < K // 16)[None, :], other=0)
+    return wp, sb
+
+
+@triton.jit
+def _gemv2_step(acc0, acc1, acc2, acc3, wp, sb, a0, stride_am, b0, kb, zero_n, KB, m0, M,
+                BM: tl.constexpr, BN: tl.constexpr, BKB: tl.constexpr, EVEN_K: tl.constexpr,
+                USE_ASM: tl.constexpr, A_F16: tl.constexpr, FMA_CHAIN: tl.constexpr, HW_E4M3: tl.constexpr):
+    """Accumulate one K tile: decode the weight tile, multiply by activation rows m0..m0+BM-1
+    (their words at byte b0, broadcast to [BN, BKB]; zeros past K or M) and add the
+    per-block sums times the block scales."""
     a_off = zero_n + (b0 + kb)[None, :]
     if EVEN_K:
-        wp = tl.load(w_rows + (b0 + kb)[None, :], mask=nm[:, None], other=0)
-        sb = tl.load(s_rows + (b0 // 8 + ks)[None, :], mask=nm[:, None], other=0)
-        ap = tl.load(a0 + a_off, mask=(zero_n + m0) < M, other=0)
+        kin = zero_n == 0
     else:
         kin = a_off < KB
-        wp = tl.load(w_rows + (b0 + kb)[None, :], mask=nm[:, None] & kin, other=0)
-        sb = tl.load(s_rows + (b0 // 8 + ks)[None, :], mask=nm[:, None] & ((b0 // 8 + ks) < K // 16)[None, :],
-                     other=0)
-        ap = tl.load(a0 + a_off, mask=kin & ((zero_n + m0) < M), other=0)
-    return wp, sb, ap
+    ap = tl.load(a0 + a_off, mask=kin & ((zero_n + m0) < M), other=0)
+    if USE_ASM:
+        lo, hi = tl.inline_asm_elementwise(_DECODE_F32_ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r", [wp],
+                                           dtype=(tl.float32, tl.float32), is_pure=True, pack=4)
+    else:
+        lo, hi = _decode_codes(wp, tl.float32, USE_ASM)
+    s = _scale_values(sb, HW_E4M3)
+    acc0 += _gemv2_row(ap, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
+    if BM > 1:
+        ar = tl.load(a0 + stride_am + a_off, mask=kin & ((zero_n + m0 + 1) < M), other=0)
+        acc1 += _gemv2_row(ar, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
+    if BM > 2:
+        ar = tl.load(a0 + 2 * stride_am + a_off, mask=kin & ((zero_n + m0 + 2) < M), other=0)
+        acc2 += _gemv2_row(ar, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
+    if BM > 3:
+        ar = tl.load(a0 + 3 * stride_am + a_off, mask=kin & ((zero_n + m0 + 3) < M), other=0)
+        acc3 += _gemv2_row(ar, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
+    return acc0, acc1, acc2, acc3
 
 
 @triton.jit
@@ -538,7 +566,8 @@ def _fp4_gemv2_kernel(
     contiguity of BPT (= blocks a thread) so their layout is that of the block
     sums. No shared memory in the loop. ``PDL``: launched as a programmatic
     dependent of the kernel that writes the activations (the quantizer), so its
-    launch and set-up overlap that kernel; it waits for it before the loop.
+    launch, set-up and first weight tile's read overlap that kernel; it waits for
+    it before reading the activations.
     """
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -559,32 +588,21 @@ def _fp4_gemv2_kernel(
     acc2 = tl.zeros((BN, BKB // 8), dtype=tl.float32)
     acc3 = tl.zeros((BN, BKB // 8), dtype=tl.float32)
     zero_n = tl.zeros((BN, BKB), dtype=tl.int32)
+    kt_first = kt0
     if PDL:
+        # The weight does not depend on the kernel this one waits for (the quantizer):
+        # its first K tile is read before the wait, so that read overlaps that kernel.
+        wp, sb = _gemv2_wload(w_rows, s_rows, kt0 * BKB, nm, kb, ks, KB, K, kt0 < kt1, EVEN_K)
         tl.extra.cuda.gdc_wait()
-    for kt in range(kt0, kt1):
+        if kt0 < kt1:
+            acc0, acc1, acc2, acc3 = _gemv2_step(acc0, acc1, acc2, acc3, wp, sb, a0, stride_am, kt0 * BKB, kb, zero_n,
+                                                 KB, m0, M, BM, BN, BKB, EVEN_K, USE_ASM, A_F16, FMA_CHAIN, HW_E4M3)
+        kt_first = kt0 + 1
+    for kt in range(kt_first, kt1):
         b0 = kt * BKB
-        wp, sb, ap = _gemv2_load(w_rows, s_rows, a0, b0, nm, kb, ks, zero_n, KB, K, m0, M, EVEN_K)
-        if USE_ASM:
-            lo, hi = tl.inline_asm_elementwise(_DECODE_F32_ASM, "=r,=r,=r,=r,=r,=r,=r,=r,r", [wp],
-                                               dtype=(tl.float32, tl.float32), is_pure=True, pack=4)
-        else:
-            lo, hi = _decode_codes(wp, tl.float32, USE_ASM)
-        s = _scale_values(sb, HW_E4M3)
-        acc0 += _gemv2_row(ap, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
-        a_off = zero_n + (b0 + kb)[None, :]
-        if EVEN_K:
-            kin = zero_n == 0
-        else:
-            kin = a_off < KB
-        if BM > 1:
-            ar = tl.load(a0 + stride_am + a_off, mask=kin & ((zero_n + m0 + 1) < M), other=0)
-            acc1 += _gemv2_row(ar, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
-        if BM > 2:
-            ar = tl.load(a0 + 2 * stride_am + a_off, mask=kin & ((zero_n + m0 + 2) < M), other=0)
-            acc2 += _gemv2_row(ar, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
-        if BM > 3:
-            ar = tl.load(a0 + 3 * stride_am + a_off, mask=kin & ((zero_n + m0 + 3) < M), other=0)
-            acc3 += _gemv2_row(ar, lo, hi, BN, BKB, A_F16, FMA_CHAIN) * s
+        wp, sb = _gemv2_wload(w_rows, s_rows, b0, nm, kb, ks, KB, K, True, EVEN_K)
+        acc0, acc1, acc2, acc3 = _gemv2_step(acc0, acc1, acc2, acc3, wp, sb, a0, stride_am, b0, kb, zero_n,
+                                             KB, m0, M, BM, BN, BKB, EVEN_K, USE_ASM, A_F16, FMA_CHAIN, HW_E4M3)
     _gemv_finish(acc0, acc1, acc2, acc3, m0, offs_n, pid_k, pid_m, pid_n, M, N, part_ptr, lock_ptr, stride_pk,
                  gw_ptr, ga_ptr, bias_ptr, out_ptr, stride_om, stride_ga, BM, BN, SPLIT_K, GW_VEC, HAS_GA, HAS_BIAS)
 
@@ -719,16 +737,74 @@ def _hw_e4m3(device: torch.device) -> bool:
     return _use_asm(device) and torch.cuda.get_device_capability(device) >= (8, 9)
 
 
-def dequantize_weight(data: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
-    """Packed [N, K/2] + scales [N, K/16] -> q * s [N, K] in ``dtype`` (no global scale)."""
+def dequantize_weight(data: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.bfloat16,
+                      out: torch.Tensor | None = None) -> torch.Tensor:
+    """Packed [N, K/2] + scales [N, K/16] -> q * s [N, K] in ``dtype`` (no global scale).
+
+    ``out``: a contiguous [N, K] tensor of ``dtype`` to write (default: a new one).
+    """
     N, K = data.shape[0], data.shape[1] * 2
-    out = torch.empty((N, K), dtype=dtype, device=data.device)
+    if out is None:
+        out = torch.empty((N, K), dtype=dtype, device=data.device)
+    elif out.shape != (N, K) or out.dtype != dtype or not out.is_contiguous():
+        raise ValueError(f"dequantize_weight: out {tuple(out.shape)} {out.dtype} is not a contiguous "
+                         f"[{N}, {K}] {dtype}")
     BN, BK = 32, 256
     dt = tl.bfloat16 if dtype == torch.bfloat16 else (tl.float16 if dtype == torch.float16 else tl.float32)
     _dequant_kernel[(triton.cdiv(N, BN), triton.cdiv(K, BK))](
         data, scales.view(torch.uint8), out, N, K, BN=BN, BK=BK, DT=dt,
         USE_ASM=_use_asm(data.device) and dtype == torch.bfloat16, num_warps=4,
     )
+    return out
+
+
+# Prefill: rows of the weight decoded at a time (None: the policy of _dq_chunk_rows;
+# benchmark sweeps set it).
+_DQ_CHUNK_ROWS: int | None = None
+
+
+def _dq_chunk_rows(M: int, N: int, K: int, elem: int, device: torch.device) -> int:
+    """Weight rows the prefill path decodes before each GEMM (N: all at once).
+
+    Decoding all of the weight writes N x K bf16 to HBM and the GEMM reads it back;
+    a chunk that fits in L2 (its workspace reused chunk after chunk) is read back
+    from L2 instead. Chunks are only used while each chunk's GEMM still fills the
+    SMs with 128x128 tiles.
+    """
+    if _DQ_CHUNK_ROWS is not None:
+        return min(N, _DQ_CHUNK_ROWS)
+    return N
+
+
+def _dq_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
+             ga: torch.Tensor | None, bias: torch.Tensor | None, out: torch.Tensor,
+             gw_float: float | None) -> torch.Tensor:
+    """Prefill: decode the weight into a bf16 (fp16/fp32) workspace (exact), then a plain
+    GEMM: cuBLAS with the global scale as alpha and the bias as the beta term when that
+    expresses the epilogue (W4A16, one weight scale known on the host), else the Triton
+    GEMM of triton_prefill (per-row activation scales: W4A4). In chunks of weight rows
+    (:func:`_dq_chunk_rows`), each written to its columns of ``out``."""
+    M, K = a.shape
+    N = data.shape[0]
+    wdt = a.dtype if a.dtype in (torch.float16, torch.float32) else torch.bfloat16
+    use_cublas = ga is None and gw_float is not None and a.dtype == wdt
+    a = a.to(wdt)
+    chunk = _dq_chunk_rows(M, N, K, torch.empty((), dtype=wdt).element_size(), a.device)
+    ws = torch.empty((chunk, K), dtype=wdt, device=a.device)
+    gw_vec = gw.numel() > 1
+    for n0 in range(0, N, chunk):
+        n1 = min(N, n0 + chunk)
+        w = dequantize_weight(data[n0:n1], sbytes[n0:n1], wdt, out=ws[: n1 - n0])
+        o = out if chunk == N else out[:, n0:n1]  # row stride N: cuBLAS's ldc, the TMA store's stride
+        b = None if bias is None else bias[n0:n1]
+        if use_cublas:
+            if b is not None:
+                torch.addmm(b.to(wdt), a, w.T, alpha=gw_float, out=o)
+            else:
+                # beta=0: the input is ignored (NaNs too), one rounding of alpha * acc
+                torch.addmm(o, a, w.T, beta=0, alpha=gw_float, out=o)
+        else:
+            prefill_gemm(a, w, gw.reshape(-1)[n0:n1] if gw_vec else gw, ga, b, out=o)
     return out
 
 
@@ -777,19 +853,7 @@ def fp4_gemm(
         cfg = _with_split(cfg, M, N, K, num_sms(dev))
     sbytes = scales.view(torch.uint8) if scales.dtype == torch.float8_e4m3fn else scales
     if cfg.kind == "dq":
-        # Prefill: decode the weight once into a bf16 workspace (exact), then a
-        # plain GEMM: cuBLAS with the global scale as alpha and the bias as the
-        # beta term when that expresses the epilogue (W4A16, one weight scale
-        # known on the host), else the Triton GEMM of triton_prefill (per-row
-        # activation scales: W4A4).
-        wdt = a.dtype if a.dtype in (torch.float16, torch.float32) else torch.bfloat16
-        w = dequantize_weight(data, sbytes, wdt)
-        if ga is None and gw_float is not None and a.dtype == wdt:
-            if bias is not None:
-                return torch.addmm(bias.to(wdt), a, w.T, alpha=gw_float, out=out)
-            # beta=0: the input is ignored (NaNs too), one rounding of alpha * acc
-            return torch.addmm(out, a, w.T, beta=0, alpha=gw_float, out=out)
-        return prefill_gemm(a.to(wdt), w, gw, ga, bias, out=out)
+        return _dq_gemm(a, data, sbytes, gw, ga, bias, out, gw_float)
     gw, ga, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)
     if a.dtype == torch.float32 or INTERPRET:
         # fp32 activations: exact fp32 products. The interpreter has no bf16
