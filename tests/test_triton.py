@@ -277,36 +277,6 @@ def test_gemm_paths_interpreted(cfg):
 
 
 @interpret
-@pytest.mark.parametrize("chunk", [16, 40, 64])
-def test_dq_chunked_rows_interpreted(monkeypatch, chunk):
-    # The prefill path decodes the weight in chunks of rows (16: 3 chunks, the last short; 40:
-    # one; 64: more rows than N), each GEMM writing its columns of the output; the same
-    # numbers as one chunk, with the per-row weight scale and the bias sliced to match.
-    N, K, M = 40, 80, 33
-    for i, (mode, per_row_gw) in enumerate([("none", False), ("none", True), ("token", True), ("tensor", False)]):
-        wq = _weight(N, K, seed=20 + i, per_row_gw=per_row_gw)
-        x = _acts((M, K), seed=30 + i)
-        bias = torch.randn(N).to(torch.bfloat16) if i % 2 == 0 else None
-        gw = wq.global_scale.reshape(-1)
-        gw_float = float(gw) if gw.numel() == 1 else None
-        outs = []
-        for rows in (None, chunk):
-            monkeypatch.setattr(tg, "_DQ_CHUNK_ROWS", rows)
-            if mode == "none":
-                outs.append(tg.fp4_gemm(x, wq.data, wq.scales, gw, bias=bias, config=tg.GemmConfig("dq"),
-                                        gw_float=gw_float))
-            else:
-                q = tq.quantize_triton(x, "mse", per_row=mode == "token", write_packed=False,
-                                       dequant_dtype=torch.bfloat16)
-                outs.append(tg.fp4_gemm(q.dequant, wq.data, wq.scales, gw, ga=q.global_scale, bias=bias,
-                                        out_dtype=x.dtype, config=tg.GemmConfig("dq")))
-        ref = nvfp4.reference_linear(x, wq, bias, per_row=mode == "token", act_quant=mode != "none")
-        torch.testing.assert_close(outs[1].float(), ref.float(), rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
-        if mode != "none":  # the Triton GEMM: the same sums, chunked or not
-            assert torch.equal(outs[0], outs[1]), (mode, chunk)
-
-
-@interpret
 def test_backend_linear_interpreted():
     be = TritonBackend()
     wq = _weight(24, 64, seed=3)

@@ -737,18 +737,10 @@ def _hw_e4m3(device: torch.device) -> bool:
     return _use_asm(device) and torch.cuda.get_device_capability(device) >= (8, 9)
 
 
-def dequantize_weight(data: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.bfloat16,
-                      out: torch.Tensor | None = None) -> torch.Tensor:
-    """Packed [N, K/2] + scales [N, K/16] -> q * s [N, K] in ``dtype`` (no global scale).
-
-    ``out``: a contiguous [N, K] tensor of ``dtype`` to write (default: a new one).
-    """
+def dequantize_weight(data: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """Packed [N, K/2] + scales [N, K/16] -> q * s [N, K] in ``dtype`` (no global scale)."""
     N, K = data.shape[0], data.shape[1] * 2
-    if out is None:
-        out = torch.empty((N, K), dtype=dtype, device=data.device)
-    elif out.shape != (N, K) or out.dtype != dtype or not out.is_contiguous():
-        raise ValueError(f"dequantize_weight: out {tuple(out.shape)} {out.dtype} is not a contiguous "
-                         f"[{N}, {K}] {dtype}")
+    out = torch.empty((N, K), dtype=dtype, device=data.device)
     BN, BK = 32, 256
     dt = tl.bfloat16 if dtype == torch.bfloat16 else (tl.float16 if dtype == torch.float16 else tl.float32)
     _dequant_kernel[(triton.cdiv(N, BN), triton.cdiv(K, BK))](
@@ -758,54 +750,26 @@ def dequantize_weight(data: torch.Tensor, scales: torch.Tensor, dtype: torch.dty
     return out
 
 
-# Prefill: rows of the weight decoded at a time (None: the policy of _dq_chunk_rows;
-# benchmark sweeps set it).
-_DQ_CHUNK_ROWS: int | None = None
-
-
-def _dq_chunk_rows(M: int, N: int, K: int, elem: int, device: torch.device) -> int:
-    """Weight rows the prefill path decodes before each GEMM (N: all at once).
-
-    Decoding all of the weight writes N x K bf16 to HBM and the GEMM reads it back;
-    a chunk that fits in L2 (its workspace reused chunk after chunk) is read back
-    from L2 instead. Chunks are only used while each chunk's GEMM still fills the
-    SMs with 128x128 tiles.
-    """
-    if _DQ_CHUNK_ROWS is not None:
-        return min(N, _DQ_CHUNK_ROWS)
-    return N
-
-
 def _dq_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
              ga: torch.Tensor | None, bias: torch.Tensor | None, out: torch.Tensor,
              gw_float: float | None) -> torch.Tensor:
     """Prefill: decode the weight into a bf16 (fp16/fp32) workspace (exact), then a plain
     GEMM: cuBLAS with the global scale as alpha and the bias as the beta term when that
     expresses the epilogue (W4A16, one weight scale known on the host), else the Triton
-    GEMM of triton_prefill (per-row activation scales: W4A4). In chunks of weight rows
-    (:func:`_dq_chunk_rows`), each written to its columns of ``out``."""
-    M, K = a.shape
-    N = data.shape[0]
+    GEMM of triton_prefill (per-row activation scales: W4A4).
+
+    The decoded weight goes through HBM (written once, read by the GEMM). Decoding
+    it in L2-sized chunks of rows into one reused workspace, each chunk's GEMM
+    writing its columns of ``out``, was measured no faster (benchmarks/hopper.md,
+    run 14a): the smaller GEMMs lose more than the L2 saves."""
     wdt = a.dtype if a.dtype in (torch.float16, torch.float32) else torch.bfloat16
-    use_cublas = ga is None and gw_float is not None and a.dtype == wdt
-    a = a.to(wdt)
-    chunk = _dq_chunk_rows(M, N, K, torch.empty((), dtype=wdt).element_size(), a.device)
-    ws = torch.empty((chunk, K), dtype=wdt, device=a.device)
-    gw_vec = gw.numel() > 1
-    for n0 in range(0, N, chunk):
-        n1 = min(N, n0 + chunk)
-        w = dequantize_weight(data[n0:n1], sbytes[n0:n1], wdt, out=ws[: n1 - n0])
-        o = out if chunk == N else out[:, n0:n1]  # row stride N: cuBLAS's ldc, the TMA store's stride
-        b = None if bias is None else bias[n0:n1]
-        if use_cublas:
-            if b is not None:
-                torch.addmm(b.to(wdt), a, w.T, alpha=gw_float, out=o)
-            else:
-                # beta=0: the input is ignored (NaNs too), one rounding of alpha * acc
-                torch.addmm(o, a, w.T, beta=0, alpha=gw_float, out=o)
-        else:
-            prefill_gemm(a, w, gw.reshape(-1)[n0:n1] if gw_vec else gw, ga, b, out=o)
-    return out
+    w = dequantize_weight(data, sbytes, wdt)
+    if ga is None and gw_float is not None and a.dtype == wdt:
+        if bias is not None:
+            return torch.addmm(bias.to(wdt), a, w.T, alpha=gw_float, out=out)
+        # beta=0: the input is ignored (NaNs too), one rounding of alpha * acc
+        return torch.addmm(out, a, w.T, beta=0, alpha=gw_float, out=out)
+    return prefill_gemm(a.to(wdt), w, gw, ga, bias, out=out)
 
 
 def fp4_gemm(
