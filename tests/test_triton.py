@@ -108,6 +108,21 @@ def test_quantizer_many_rows_chunked_interpreted(monkeypatch):
     _assert_quant_equal(q, nvfp4.quantize(x, "mae", per_row=True), True)
 
 
+@interpret
+def test_quantizer_split_rows_interpreted(monkeypatch):
+    # Few rows: each row's chunks of blocks are parallel programs, each reading the whole row
+    # for its amax (scaled down: 2-block programs, 32-value amax tiles, 4 of them a row).
+    monkeypatch.setattr(tq, "_SPLIT_MIN_BLOCKS", 2)
+    monkeypatch.setattr(tq, "_SPLIT_AMAX_PER_THREAD", 1)
+    x = _acts((3, 112), seed=9)  # 7 blocks a row: 3 programs a row -> chunks of 4 blocks, 2 a row
+    x[1, 100] = -40.0  # the row's amax in its last chunk
+    for rule in ("mse", "abs_max", "static_6"):
+        for per_row, amax in ((True, None), (True, torch.tensor([0.5, 4.0, 1.0])), (False, None),
+                              (False, torch.tensor(3.0))):
+            q = tq.quantize_triton(x, rule, per_row=per_row, amax=amax, dequant_dtype=torch.bfloat16)
+            _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=per_row, amax=amax), per_row)
+
+
 @triton.jit
 def _e4m3_kernel(x_ptr, v_ptr, b_ptr, n, BLOCK: tl.constexpr):
     o = tl.arange(0, BLOCK)
@@ -356,11 +371,13 @@ def test_is_available_needs_cuda_8_or_9():
 @pytest.mark.gpu
 @pytest.mark.parametrize("rule", RULES)
 def test_quantizer_bit_exact_gpu(rule):
-    # K = 4096 (one block a thread), 14336 (two), 20480 (chunked rows), 96 (one warp); fp16 too.
-    # 600 x 8192: many rows of over 4096, in 128-block chunks.
+    # K = 4096 (one block a thread), 14336 (two), 96 (one warp); fp16 too. 600 x 8192: many rows
+    # of over 4096, in 128-block chunks. At most 32 rows: each row split over parallel programs
+    # (2 x 4096: 8 of one warp; 16 x 14336: 7 of 128 blocks; 3 x 20480: 40, 10 amax tiles).
     for i, (shape, dtype) in enumerate([((512, 4096), torch.bfloat16), ((37, 14336), torch.bfloat16),
                                         ((3, 20480), torch.bfloat16), ((5, 96), torch.float16),
-                                        ((600, 8192), torch.bfloat16)]):
+                                        ((600, 8192), torch.bfloat16), ((2, 4096), torch.bfloat16),
+                                        ((16, 14336), torch.bfloat16)]):
         for mode in ("token", "tensor", "static", "token_amax"):
             x = _acts(shape, seed=i, dtype=dtype)
             x[0, :32] = 0

@@ -60,6 +60,12 @@ _CHUNK_BLOCKS = 256
 _SHORT_ROW_BLOCKS = 256  # K <= 4096
 _MANY_ROWS_CHUNK_BLOCKS = 128
 _MANY_ROWS_PER_SM = 4
+# Few rows (at most this many): each row's chunks of blocks run as parallel programs, about
+# an SM's worth of programs in all, down to one warp (32 blocks) a program; each reads the
+# whole row for its amax. There a row's latency is the time (0: off).
+_SPLIT_MAX_ROWS = 32
+_SPLIT_MIN_BLOCKS = 32
+_SPLIT_AMAX_PER_THREAD = 64  # values a thread reads at a time for the amax
 # Blocks a thread handles (sets num_warps = blocks / 32 / this, 1..16).
 _BLOCKS_PER_THREAD = 1
 # Extra launch options (benchmark sweeps: e.g. maxnreg).
@@ -318,8 +324,13 @@ def _quantize_kernel(
     RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr,
     ROW_AMAX: tl.constexpr, AMAX_PER_ROW: tl.constexpr, NUM_CHUNKS: tl.constexpr, CB: tl.constexpr,
     WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
-    LAUNCH_DEPENDENTS: tl.constexpr = False,
+    LAUNCH_DEPENDENTS: tl.constexpr = False, SPLIT: tl.constexpr = False, AMAX_TILE: tl.constexpr = 1024,
+    AMAX_ITERS: tl.constexpr = 1,
 ):
+    """Program (row, c): row ``row``; all its NUM_CHUNKS chunks of CB blocks, or with
+    ``SPLIT`` only chunk c = program_id(1) (few rows: a row's chunks run in parallel,
+    each program reading the whole row for the amax, AMAX_TILE values at a time,
+    AMAX_ITERS times)."""
     if LAUNCH_DEPENDENTS:
         # Let a GEMM launched with PDL start now: its launch and set-up overlap this
         # kernel, and it waits for this kernel's completion before reading the output.
@@ -332,11 +343,16 @@ def _quantize_kernel(
     deq_row = deq_ptr + row * stride_deq
     if NUM_CHUNKS == 1:
         x_lo, x_hi = _load_tile(x_row, 0, nb, CB)  # the whole row in registers: one read
+    elif SPLIT:
+        c = tl.program_id(1)
+        x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)  # this program's chunk, read with the amax's
     # The amax: of this row (ROW_AMAX), given for this row (AMAX_PER_ROW, e.g. reduced
     # over tensor-parallel ranks), or one for the tensor; its global scale amax / MS.
     if ROW_AMAX:
         if NUM_CHUNKS == 1:
             amax = tl.max(tl.max(tl.maximum(tl.abs(x_lo), tl.abs(x_hi)), axis=1), axis=0)
+        elif SPLIT:
+            amax = _row_amax(x_row, K, AMAX_TILE, AMAX_ITERS)
         else:
             amax = 0.0
             for c in range(NUM_CHUNKS):
@@ -355,11 +371,24 @@ def _quantize_kernel(
     if NUM_CHUNKS == 1:
         _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, 0, nb, amax, enc, dec,
                     CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT)
+    elif SPLIT:
+        _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
+                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT)
     else:
         for c in range(NUM_CHUNKS):
             x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)
             _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
                         CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT)
+
+
+@triton.jit
+def _row_amax(x_row, K, TILE: tl.constexpr, ITERS: tl.constexpr):
+    """max |x| over a row of K <= ITERS * TILE values (the loop unrolled: its loads issue together)."""
+    m = tl.zeros((TILE,), tl.float32)
+    for i in tl.static_range(ITERS):
+        offs = i * TILE + tl.arange(0, TILE)
+        m = tl.maximum(m, tl.abs(tl.load(x_row + offs, mask=offs < K, other=0.0).to(tl.float32)))
+    return tl.max(m, axis=0)
 
 
 @triton.jit
@@ -464,8 +493,15 @@ def quantize_triton(
         if not per_row:
             gs = (amax_t / c.MS).reshape(())
         return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
-    many_rows = R >= _MANY_ROWS_PER_SM * num_sms(dev)
-    if nb <= _MAX_SINGLE_PASS_BLOCKS and (nb <= _SHORT_ROW_BLOCKS or not many_rows):
+    sms = num_sms(dev)
+    many_rows = R >= _MANY_ROWS_PER_SM * sms
+    # Programs a row: > 1 only for few rows (their chunks run in parallel).
+    row_progs = max(1, min(nb // _SPLIT_MIN_BLOCKS, sms // R)) if R <= _SPLIT_MAX_ROWS else 1
+    split = row_progs > 1
+    if split:
+        cb = triton.next_power_of_2(triton.cdiv(nb, row_progs))
+        chunks = triton.cdiv(nb, cb)  # >= 2
+    elif nb <= _MAX_SINGLE_PASS_BLOCKS and (nb <= _SHORT_ROW_BLOCKS or not many_rows):
         cb, chunks = triton.next_power_of_2(nb), 1
     else:
         cb = _MANY_ROWS_CHUNK_BLOCKS if many_rows else _CHUNK_BLOCKS
@@ -474,7 +510,8 @@ def quantize_triton(
     # One 16-element block a thread (its max and error sums stay in registers),
     # up to 16 warps; longer rows give a thread several blocks.
     num_warps = max(1, min(16, cb // (32 * _BLOCKS_PER_THREAD)))
-    _quantize_kernel[(R,)](
+    amax_tile = min(triton.next_power_of_2(K), num_warps * 32 * _SPLIT_AMAX_PER_THREAD)  # split only
+    _quantize_kernel[(R, chunks if split else 1)](
         x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
         dummy if deq is None else deq,
         K, x.stride(0), 0 if deq is None else deq.stride(0),
@@ -482,6 +519,7 @@ def quantize_triton(
         NUM_CHUNKS=chunks, CB=cb,
         WRITE_PACKED=write_packed, WRITE_DEQ=deq is not None, HW_CVT=_hw_cvt(dev),
         LAUNCH_DEPENDENTS=launch_dependents and pdl_supported(dev),
+        SPLIT=split, AMAX_TILE=amax_tile, AMAX_ITERS=triton.cdiv(K, amax_tile) if split else 1,
         num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
     )
     return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
