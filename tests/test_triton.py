@@ -113,6 +113,7 @@ def test_quantizer_split_rows_interpreted(monkeypatch):
     # Few rows: each row's chunks of blocks are parallel programs, each reading the whole row
     # for its amax (scaled down: 2-block programs, 32-value amax tiles, 4 of them a row).
     monkeypatch.setattr(tq, "_SPLIT_MIN_BLOCKS", 2)
+    monkeypatch.setattr(tq, "_SHORT_ROW_BLOCKS", 2)
     monkeypatch.setattr(tq, "_SPLIT_AMAX_PER_THREAD", 1)
     x = _acts((3, 112), seed=9)  # 7 blocks a row: 3 programs a row -> chunks of 4 blocks, 2 a row
     x[1, 100] = -40.0  # the row's amax in its last chunk
@@ -372,8 +373,8 @@ def test_is_available_needs_cuda_8_or_9():
 @pytest.mark.parametrize("rule", RULES)
 def test_quantizer_bit_exact_gpu(rule):
     # K = 4096 (one block a thread), 14336 (two), 96 (one warp); fp16 too. 600 x 8192: many rows
-    # of over 4096, in 128-block chunks. At most 32 rows: each row split over parallel programs
-    # (2 x 4096: 8 of one warp; 16 x 14336: 7 of 128 blocks; 3 x 20480: 40, 10 amax tiles).
+    # of over 4096, in 128-block chunks. At most 32 rows of over 4096: each row split over parallel
+    # programs (16 x 14336: 7 of 128 blocks; 3 x 20480: 10, 3 amax tiles); 2 x 4096: one a row.
     for i, (shape, dtype) in enumerate([((512, 4096), torch.bfloat16), ((37, 14336), torch.bfloat16),
                                         ((3, 20480), torch.bfloat16), ((5, 96), torch.float16),
                                         ((600, 8192), torch.bfloat16), ((2, 4096), torch.bfloat16),

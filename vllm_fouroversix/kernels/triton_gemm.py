@@ -725,10 +725,14 @@ def _use_asm(device: torch.device) -> bool:
     return device.type == "cuda" and not INTERPRET
 
 
+# Extra launch options of the GEMV under PDL (benchmark sweeps: e.g. maxnreg).
+_PDL_EXTRA_LAUNCH: dict = {}
+
+
 def _pdl_launch(pdl: bool, device: torch.device) -> dict:
     """Launch arguments of a programmatic dependent launch (sm_90+, not under the interpreter)."""
     if pdl and pdl_supported(device):
-        return {"PDL": True, "launch_pdl": True}
+        return {"PDL": True, "launch_pdl": True, **_PDL_EXTRA_LAUNCH}
     return {}
 
 

@@ -5,7 +5,9 @@ block a thread up to 16 warps): it reads the row once (per-token mode: the row
 amax, then both candidates, the 4/6 selection, the packing and the scales from
 registers; rows longer than ``_MAX_SINGLE_PASS_BLOCKS`` blocks, and with many
 rows those over ``_SHORT_ROW_BLOCKS``, are read twice, the second time from
-cache). Per-tensor and static modes take the amax from a one-element tensor.
+cache). A few long rows are each split over several programs instead, each
+reading the whole row for the amax and quantizing its chunk. Per-tensor and
+static modes take the amax from a one-element tensor.
 
 Bit-exact with :func:`vllm_fouroversix.nvfp4.quantize` for every rule:
 
@@ -60,11 +62,14 @@ _CHUNK_BLOCKS = 256
 _SHORT_ROW_BLOCKS = 256  # K <= 4096
 _MANY_ROWS_CHUNK_BLOCKS = 128
 _MANY_ROWS_PER_SM = 4
-# Few rows (at most this many): each row's chunks of blocks run as parallel programs, about
-# an SM's worth of programs in all, down to one warp (32 blocks) a program; each reads the
-# whole row for its amax. There a row's latency is the time (0: off).
+# Few long rows (at most _SPLIT_MAX_ROWS rows of over _SHORT_ROW_BLOCKS blocks): each row's
+# chunks of _SPLIT_MIN_BLOCKS blocks or more run as parallel programs, about an SM's worth in
+# all, each reading the whole row for its amax: there a row's latency is the time. H100, mse,
+# W4A4 operand (run 14b): 1 x 14336 10.0 -> 6.8 us, 16 x 14336 10.2 -> 7.1 us; 32-block
+# programs were slower at K = 4096 end to end (M = 16: 13.9 -> 14.5 us), so K <= 4096 keeps
+# one program a row.
 _SPLIT_MAX_ROWS = 32
-_SPLIT_MIN_BLOCKS = 32
+_SPLIT_MIN_BLOCKS = 128
 _SPLIT_AMAX_PER_THREAD = 64  # values a thread reads at a time for the amax
 # Blocks a thread handles (sets num_warps = blocks / 32 / this, 1..16).
 _BLOCKS_PER_THREAD = 1
@@ -496,7 +501,8 @@ def quantize_triton(
     sms = num_sms(dev)
     many_rows = R >= _MANY_ROWS_PER_SM * sms
     # Programs a row: > 1 only for few rows (their chunks run in parallel).
-    row_progs = max(1, min(nb // _SPLIT_MIN_BLOCKS, sms // R)) if R <= _SPLIT_MAX_ROWS else 1
+    few_long = R <= _SPLIT_MAX_ROWS and nb > _SHORT_ROW_BLOCKS
+    row_progs = max(1, min(nb // _SPLIT_MIN_BLOCKS, sms // R)) if few_long else 1
     split = row_progs > 1
     if split:
         cb = triton.next_power_of_2(triton.cdiv(nb, row_progs))
