@@ -727,12 +727,18 @@ def _use_asm(device: torch.device) -> bool:
 
 # Extra launch options of the GEMV under PDL (benchmark sweeps: e.g. maxnreg).
 _PDL_EXTRA_LAUNCH: dict = {}
+# Under PDL the one-row GEMV holds its first weight tile across the wait: the 8 x 1024-byte
+# tile then takes 168 registers (3 programs an SM, so not all of 4096x4096's 512 are
+# resident to read ahead). Capped at 128 (4 an SM; 40 bytes of spills): W4A4 M = 1
+# 4096x4096 8.8 -> 8.6 us, 6144x4096 and 4096x14336 -1.5%, 28672x4096 within noise (run 14c).
+_PDL_ONE_ROW_MAXNREG = 128
 
 
-def _pdl_launch(pdl: bool, device: torch.device) -> dict:
+def _pdl_launch(pdl: bool, device: torch.device, cap_regs: bool = False) -> dict:
     """Launch arguments of a programmatic dependent launch (sm_90+, not under the interpreter)."""
     if pdl and pdl_supported(device):
-        return {"PDL": True, "launch_pdl": True, **_PDL_EXTRA_LAUNCH}
+        cap = {"maxnreg": _PDL_ONE_ROW_MAXNREG} if cap_regs and _PDL_ONE_ROW_MAXNREG else {}
+        return {"PDL": True, "launch_pdl": True, **cap, **_PDL_EXTRA_LAUNCH}
     return {}
 
 
@@ -848,7 +854,8 @@ def fp4_gemm(
             a32, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a32.stride(0), out.stride(0), stride_ga,
             M * N, K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BKB=bkb, SPLIT_K=split, BPT=max(1, per_thread // 8),
             EVEN_K=K % cfg.BK == 0, USE_ASM=_use_asm(dev), A_F16=a.dtype == torch.float16, FMA_CHAIN=True,
-            HW_E4M3=_hw_e4m3(dev), **ep, num_warps=cfg.num_warps, num_stages=cfg.num_stages, **_pdl_launch(pdl, dev),
+            HW_E4M3=_hw_e4m3(dev), **ep, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+            **_pdl_launch(pdl, dev, cap_regs=cfg.BM == 1 and cfg.BN * bkb >= 8 * 1024),
         )
         return out
     if cfg.kind in ("gemv", "gemv2"):

@@ -65,9 +65,9 @@ _MANY_ROWS_PER_SM = 4
 # Few long rows (at most _SPLIT_MAX_ROWS rows of over _SHORT_ROW_BLOCKS blocks): each row's
 # chunks of _SPLIT_MIN_BLOCKS blocks or more run as parallel programs, about an SM's worth in
 # all, each reading the whole row for its amax: there a row's latency is the time. H100, mse,
-# W4A4 operand (run 14b): 1 x 14336 10.0 -> 6.8 us, 16 x 14336 10.2 -> 7.1 us; 32-block
-# programs were slower at K = 4096 end to end (M = 16: 13.9 -> 14.5 us), so K <= 4096 keeps
-# one program a row.
+# W4A4 operand (run 14b): 1 x 14336 10.0 -> 6.8 us, 16 x 14336 10.2 -> 7.1 us; W4A4 end to
+# end at 4096x14336 (14c): M = 1 23.1 -> 21.0 us, M = 16 31.2 -> 28.9 us. 32-block programs
+# were slower at K = 4096 end to end (M = 16: 13.9 -> 14.5 us): K <= 4096 keeps one program a row.
 _SPLIT_MAX_ROWS = 32
 _SPLIT_MIN_BLOCKS = 128
 _SPLIT_AMAX_PER_THREAD = 64  # values a thread reads at a time for the amax
