@@ -359,6 +359,22 @@ def test_prefill_tile_choice():
     assert tp.prefill_tile(256, 4096, 132) is tp.SQUARE_TILE
 
 
+def test_select_config_by_m():
+    # GEMV to M = 2, tensor-core tiles to 128, then decode + GEMM; at M 129..256 the tensor-core
+    # tiles where the GEMM after decoding would not be cuBLAS (W4A4) or N is large (run 14e).
+    cpu = torch.device("cpu")
+    assert tg.select_config(1, 4096, 4096, cpu).kind == "gemv2"
+    assert tg.select_config(16, 4096, 4096, cpu).kind == "tc"
+    assert tg.select_config(128, 4096, 4096, cpu).kind == "tc"
+    assert tg.select_config(256, 4096, 4096, cpu).kind == "dq"
+    c = tg.select_config(256, 4096, 4096, cpu, cublas_prefill=False)
+    assert (c.kind, c.BM, c.BN) == ("tc", 64, 128)
+    for cublas in (True, False):
+        c = tg.select_config(256, 28672, 4096, cpu, cublas_prefill=cublas)
+        assert (c.kind, c.BM, c.BN) == ("tc", 128, 128)
+        assert tg.select_config(257, 28672, 4096, cpu, cublas_prefill=cublas).kind == "dq"
+
+
 def test_is_available_needs_cuda_8_or_9():
     assert not TritonBackend.is_available(torch.device("cpu"))
     if HAS_CUDA:
@@ -396,7 +412,7 @@ def test_quantizer_bit_exact_gpu(rule):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("M", [1, 2, 3, 7, 16, 24, 48, 300, 1024])
+@pytest.mark.parametrize("M", [1, 2, 3, 7, 16, 24, 48, 200, 300, 1024])
 def test_backend_vs_reference_gpu(M):
     be = TritonBackend()
     N, K = 1536, 2048

@@ -96,7 +96,8 @@ def check_gemm(gen: torch.Generator) -> list[str]:
                 err = (out - ref).abs()
                 rel = (err.norm() / ref.norm()).item()
                 ulp = (err > ref.abs() * 2 ** -7 + 1e-6).sum().item()
-                cfg = select_config(M, N, K, torch.device("cuda"))
+                cfg = select_config(M, N, K, torch.device("cuda"),
+                                    cublas_prefill=mode == "none" and qw.extra.get("gw_float") is not None)
                 lines.append(f"| {N}x{K} | {M} | {mode} | {cfg.short()} | {err.max().item() / ref.abs().max().item():.2e} "
                              f"| {rel:.2e} | {ulp} | {bool(torch.isfinite(out).all())} |")
                 _log(lines[-1])
@@ -212,8 +213,10 @@ def bench(args: argparse.Namespace, gen: torch.Generator) -> tuple[list[str], li
             t_a16 = _bench_graph(lambda: be.linear(x, qw, bias, a16), args.rep)
             t_a4 = _bench_graph(lambda: be.linear(x, qw, bias, a4), args.rep)
             t_ref = _bench(lambda: ref_be.linear(x, qw, bias, a4), min(args.rep, 50)) if args.ref else float("nan")
-            cfg = select_config(M, N, K, torch.device("cuda"))
-            row = dict(N=N, K=K, M=M, bf16=t_bf16, w4a16=t_a16, w4a4=t_a4, ref=t_ref, path=cfg.short())
+            cfg = select_config(M, N, K, torch.device("cuda"), cublas_prefill=qw.extra.get("gw_float") is not None)
+            cfg4 = select_config(M, N, K, torch.device("cuda"), cublas_prefill=False)
+            path = cfg.short() if cfg4 == cfg else f"{cfg.short()} / W4A4 {cfg4.short()}"
+            row = dict(N=N, K=K, M=M, bf16=t_bf16, w4a16=t_a16, w4a4=t_a4, ref=t_ref, path=path)
             if args.rotate:
                 cb, cq = _copies(N * K * 2), _copies(N * K * 9 // 16)
                 wb = [w_bf16] + [w_bf16.clone() for _ in range(cb - 1)]
@@ -229,7 +232,7 @@ def bench(args: argparse.Namespace, gen: torch.Generator) -> tuple[list[str], li
                 _log(rot[-1])
             rows.append(row)
             lines.append(f"| {N}x{K} | {M} | {t_bf16 * 1e3:.1f} | {t_a16 * 1e3:.1f} | {t_a4 * 1e3:.1f} | "
-                         f"{t_ref * 1e3:.0f} | {t_bf16 / t_a16:.2f} | {t_bf16 / t_a4:.2f} | {t_ref / t_a4:.1f} | {cfg.short()} |")
+                         f"{t_ref * 1e3:.0f} | {t_bf16 / t_a16:.2f} | {t_bf16 / t_a4:.2f} | {t_ref / t_a4:.1f} | {path} |")
             _log(lines[-1])
             if args.sweep:
                 for cfg in _sweep_configs(M):

@@ -657,13 +657,17 @@ def _split_for(tiles: int, k_tiles: int, sms: int, max_split: int = 8) -> int:
     return split
 
 
-def select_config(M: int, N: int, K: int, device: torch.device | None = None) -> GemmConfig:
+def select_config(M: int, N: int, K: int, device: torch.device | None = None,
+                  cublas_prefill: bool = True) -> GemmConfig:
     """The path and tile shape for an M x N x K product.
 
-    Picked from the sweep of ``tools/bench_gemm.py --sweep`` on an H100 (see
-    benchmarks/hopper.md): the CUDA-core GEMV up to M = 2, split-K
-    tensor-core tiles up to M = 128, and for larger M (prefill) the weight is
-    decoded once into a bf16 workspace followed by a plain GEMM ('dq').
+    Picked from the sweeps of ``tools/bench_gemm.py --sweep`` and
+    ``tools/sweep_tiles.py`` on an H100 (see benchmarks/hopper.md): the CUDA-core
+    GEMV up to M = 2, split-K tensor-core tiles up to M = 128 (256 where the
+    prefill GEMM would not be cuBLAS, or N is large), and for larger M (prefill)
+    the weight is decoded once into a bf16 workspace followed by a plain GEMM
+    ('dq'). ``cublas_prefill``: that GEMM would be cuBLAS (W4A16 with a host-side
+    weight scale), not the Triton GEMM of W4A4.
     """
     sms = num_sms(device) if device is not None else 132
     if M <= 2:
@@ -692,6 +696,16 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None) ->
             cfg = GemmConfig(kind="tc", BM=BM, BN=64, BK=64, num_warps=4, num_stages=5)
         else:
             cfg = GemmConfig(kind="tc", BM=BM, BN=64, BK=128, num_warps=4, num_stages=4)
+    elif M <= 256 and (N >= 16384 or not cublas_prefill):
+        # Run 14e (M = 256): the decoding tensor-core tiles beat decode + the Triton GEMM by
+        # 0-29% (4096x4096 39.3 vs 39.4 us, 6144x4096 53.9 vs 59.4, 4096x14336 121.1 vs
+        # 143.1, 28672x4096 177.5 vs 229.6 with 128x128), and decode + cuBLAS (W4A16) at
+        # N >= 16384 only (28672x4096: 177.5 vs 220.8 us). At M = 512 decoding first won
+        # everywhere.
+        if N >= 16384:
+            cfg = GemmConfig(kind="tc", BM=128, BN=128, BK=64, num_warps=8, num_stages=3)
+        else:
+            cfg = GemmConfig(kind="tc", BM=64, BN=128, BK=64, num_warps=4, num_stages=4)
     else:
         return GemmConfig(kind="dq")
     return _with_split(cfg, M, N, K, sms)
@@ -822,7 +836,7 @@ def fp4_gemm(
     out = torch.empty((M, N), dtype=out_dtype, device=dev)
     if M == 0 or N == 0:
         return out
-    cfg = config or select_config(M, N, K, dev)
+    cfg = config or select_config(M, N, K, dev, cublas_prefill=ga is None and gw_float is not None)
     if cfg.kind != "dq":
         cfg = _with_split(cfg, M, N, K, num_sms(dev))
     sbytes = scales.view(torch.uint8) if scales.dtype == torch.float8_e4m3fn else scales
