@@ -20,8 +20,9 @@ Paths, chosen by M (:func:`select_config`):
   conversion in its loop (activations read as int32 pairs in the weight bytes'
   shape and layout); block partial sums are scaled per 16 elements; split over K
   for parallelism. ``gemv``: the older GEMV (fp32 activations).
-- ``tc`` (M 3..128): tensor-core tiles with BM = 16..64 and split-K.
-- ``dq`` (M > 128, prefill): the weight decoded once to bf16, then a plain GEMM.
+- ``tc`` (M 3..128; to 256 for W4A4 or N >= 16384): tensor-core tiles with BM =
+  16..128 and split-K.
+- ``dq`` (larger M, prefill): the weight decoded once to bf16, then a plain GEMM.
 Split-K partials are reduced by the last program of each tile in a fixed
 order (deterministic, one launch).
 

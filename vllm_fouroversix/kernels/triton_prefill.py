@@ -1,7 +1,8 @@
 """Prefill GEMM of the W4A4 Hopper path: bf16 x bf16 with the 4/6 scales in the epilogue.
 
-For M > 128 the weight is decoded once into a bf16 workspace (``q * s``, exact)
-and the activations arrive decoded by the quantizer (``q * s`` per row, exact),
+For prefill (W4A4: M > 256) the weight is decoded once into a bf16 workspace
+(``q * s``, exact) and the activations arrive decoded by the quantizer (``q * s``
+per row, exact),
 so what is left is a plain bf16 GEMM with FP32 accumulation whose epilogue
 applies the per-row activation global scale, the weight global scale and the
 bias: ``(acc * (ga * gw)) + bias``. cuBLAS cannot apply a per-row scale before
