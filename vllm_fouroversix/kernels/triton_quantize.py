@@ -364,7 +364,7 @@ def _quantize_kernel(
                 offs = c * CB * 16 + tl.arange(0, CB * 16)
                 xa = tl.abs(tl.load(x_row + offs, mask=offs < K, other=0.0).to(tl.float32))
                 amax = tl.maximum(amax, tl.max(xa, axis=0))
-        tl.store(gs_ptr + row, tl.div_rn(amax, MS))
+        tl.store(gs_ptr + row, tl.div_rn(amax, MS))  # SPLIT: each program of the row, the same value
     elif AMAX_PER_ROW:
         amax = tl.load(amax_ptr + row).to(tl.float32)
         tl.store(gs_ptr + row, tl.div_rn(amax, MS))
@@ -516,7 +516,8 @@ def quantize_triton(
     # One 16-element block a thread (its max and error sums stay in registers),
     # up to 16 warps; longer rows give a thread several blocks.
     num_warps = max(1, min(16, cb // (32 * _BLOCKS_PER_THREAD)))
-    amax_tile = min(triton.next_power_of_2(K), num_warps * 32 * _SPLIT_AMAX_PER_THREAD)  # split only
+    # split: the amax read's tile (else unused: the default, so as not to add compiled variants)
+    amax_tile = min(triton.next_power_of_2(K), num_warps * 32 * _SPLIT_AMAX_PER_THREAD) if split else 1024
     _quantize_kernel[(R, chunks if split else 1)](
         x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
         dummy if deq is None else deq,
