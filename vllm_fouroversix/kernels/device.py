@@ -9,7 +9,7 @@ import os
 
 import torch
 
-__all__ = ["INTERPRET", "num_sms", "pdl_supported", "tma_supported"]
+__all__ = ["INTERPRET", "e4m3_cvt_supported", "num_sms", "pdl_supported", "tma_supported"]
 
 #: ``TRITON_INTERPRET=1``: kernels run on CPU tensors through Triton's interpreter (CI).
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -25,6 +25,12 @@ def num_sms(device: torch.device) -> int:
     if idx not in _NUM_SMS:
         _NUM_SMS[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
     return _NUM_SMS[idx]
+
+
+def e4m3_cvt_supported(device: torch.device) -> bool:
+    """The hardware FP32/F16 <-> E4M3 conversions (``cvt ... e4m3x2``): CUDA sm_89+ (Ada, Hopper),
+    not under the interpreter."""
+    return device.type == "cuda" and not INTERPRET and torch.cuda.get_device_capability(device) >= (8, 9)
 
 
 def pdl_supported(device: torch.device) -> bool:

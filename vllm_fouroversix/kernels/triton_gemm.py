@@ -39,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_fouroversix.kernels.device import INTERPRET, num_sms, pdl_supported
+from vllm_fouroversix.kernels.device import INTERPRET, e4m3_cvt_supported, num_sms, pdl_supported
 from vllm_fouroversix.kernels.triton_prefill import epilogue_args, grouped_pid, prefill_gemm, scaled_output
 
 __all__ = ["GemmConfig", "select_config", "fp4_gemm", "dequantize_weight", "INTERPRET"]
@@ -757,11 +757,6 @@ def _pdl_launch(pdl: bool, device: torch.device, cap_regs: bool = False) -> dict
     return {}
 
 
-def _hw_e4m3(device: torch.device) -> bool:
-    """The E4M3 -> f16 hardware conversion exists on sm_89+ (Ada, Hopper)."""
-    return _use_asm(device) and torch.cuda.get_device_capability(device) >= (8, 9)
-
-
 def dequantize_weight(data: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """Packed [N, K/2] + scales [N, K/16] -> q * s [N, K] in ``dtype`` (no global scale)."""
     N, K = data.shape[0], data.shape[1] * 2
@@ -869,7 +864,7 @@ def fp4_gemm(
             a32, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a32.stride(0), out.stride(0), stride_ga,
             M * N, K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BKB=bkb, SPLIT_K=split, BPT=max(1, per_thread // 8),
             EVEN_K=K % cfg.BK == 0, USE_ASM=_use_asm(dev), A_F16=a.dtype == torch.float16, FMA_CHAIN=True,
-            HW_E4M3=_hw_e4m3(dev), **ep, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+            HW_E4M3=e4m3_cvt_supported(dev), **ep, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
             **_pdl_launch(pdl, dev, cap_regs=cfg.BM == 1 and cfg.BN * bkb >= 8 * 1024),
         )
         return out
@@ -890,7 +885,7 @@ def fp4_gemm(
         a, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
         K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, GROUP_M=cfg.group_m, EVEN_K=even_k, DT=dt,
         USE_ASM=use_asm, IEEE=ieee, **ep,
-        SWAP=cfg.kind == "tcT", PREFETCH=cfg.prefetch, HW_E4M3=use_asm and _hw_e4m3(dev),
+        SWAP=cfg.kind == "tcT", PREFETCH=cfg.prefetch, HW_E4M3=use_asm and e4m3_cvt_supported(dev),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return out

@@ -37,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_fouroversix.kernels.device import INTERPRET, num_sms, pdl_supported
+from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_supported
 from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, rule_constants
 
 __all__ = ["RULE_IDS", "quantize_triton", "QuantizedActivation"]
@@ -80,9 +80,7 @@ _HW_CVT_OFF = os.environ.get("VLLM_FOUROVERSIX_NO_HW_CVT", "0") not in ("", "0")
 
 def _hw_cvt(dev: torch.device) -> bool:
     """Use the hardware FP32 -> E4M3 conversion (sm_89+; not under the interpreter)."""
-    if INTERPRET or _HW_CVT_OFF or dev.type != "cuda":
-        return False
-    return torch.cuda.get_device_capability(dev) >= (8, 9)
+    return not _HW_CVT_OFF and e4m3_cvt_supported(dev)
 
 
 @triton.jit
