@@ -772,7 +772,7 @@ def dequantize_weight(data: torch.Tensor, scales: torch.Tensor, dtype: torch.dty
 
 def _dq_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
              ga: torch.Tensor | None, bias: torch.Tensor | None, out: torch.Tensor,
-             gw_float: float | None) -> torch.Tensor:
+             gw_float: float | None, cublas_prefill: bool) -> torch.Tensor:
     """Prefill: decode the weight into a bf16 (fp16/fp32) workspace (exact), then a plain
     GEMM: cuBLAS with the global scale as alpha and the bias as the beta term when that
     expresses the epilogue (W4A16, one weight scale known on the host), else the Triton
@@ -784,7 +784,7 @@ def _dq_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torc
     run 14a): the smaller GEMMs lose more than the L2 saves."""
     wdt = a.dtype if a.dtype in (torch.float16, torch.float32) else torch.bfloat16
     w = dequantize_weight(data, sbytes, wdt)
-    if ga is None and gw_float is not None and a.dtype == wdt:
+    if cublas_prefill and a.dtype == wdt:
         if bias is not None:
             return torch.addmm(bias.to(wdt), a, w.T, alpha=gw_float, out=out)
         # beta=0: the input is ignored (NaNs too), one rounding of alpha * acc
@@ -832,12 +832,14 @@ def fp4_gemm(
     out = torch.empty((M, N), dtype=out_dtype, device=dev)
     if M == 0 or N == 0:
         return out
-    cfg = config or select_config(M, N, K, dev, cublas_prefill=ga is None and gw_float is not None)
+    # cuBLAS can run the prefill GEMM (its alpha and beta express the epilogue): W4A16, one weight scale
+    cublas_prefill = ga is None and gw_float is not None
+    cfg = config or select_config(M, N, K, dev, cublas_prefill=cublas_prefill)
     if cfg.kind != "dq":
         cfg = _with_split(cfg, M, N, K, num_sms(dev))
     sbytes = scales.view(torch.uint8) if scales.dtype == torch.float8_e4m3fn else scales
     if cfg.kind == "dq":
-        return _dq_gemm(a, data, sbytes, gw, ga, bias, out, gw_float)
+        return _dq_gemm(a, data, sbytes, gw, ga, bias, out, gw_float, cublas_prefill)
     gw, ga, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)
     if a.dtype == torch.float32 or INTERPRET:
         # fp32 activations: exact fp32 products. The interpreter has no bf16
