@@ -124,6 +124,62 @@ def test_quantizer_split_rows_interpreted(monkeypatch):
             _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=per_row, amax=amax), per_row)
 
 
+# 16-value rows (one block each, its max the row's amax) where the 4/6 error estimates alone pick
+# the other candidate than the exact errors: found by a search over 200,000 Gaussian bf16 blocks.
+_NEAR_TIE_BLOCKS = [
+    [1.328125, -0.9453125, 1.0234375, 0.330078125, -0.45703125, 0.28125, 0.8828125, 0.79296875, 3.625, 0.921875, -1.7265625, 1.6640625, -0.036376953125, -0.87890625, 0.38671875, 0.396484375],
+    [0.40234375, -1.4375, -0.076171875, 1.7265625, -1.8671875, 0.546875, -0.3125, -0.490234375, -0.2578125, -0.578125, 0.25390625, 0.455078125, 1.8203125, -0.1396484375, 0.296875, 0.34375],
+    [-0.5, 1.4609375, -0.66015625, -1.078125, 0.59765625, 0.984375, -0.447265625, -0.51171875, 1.609375, -1.2890625, -0.314453125, -0.345703125, 0.0595703125, 0.76953125, -0.2451171875, -0.68359375],
+    [-0.31640625, -0.3515625, 1.203125, -0.1787109375, 0.5234375, 0.357421875, -0.228515625, 0.953125, -0.66796875, 0.333984375, 0.39453125, 0.251953125, -0.21484375, -0.365234375, 0.341796875, -0.376953125],
+    [1.296875, 0.46484375, 0.8359375, -0.498046875, -0.515625, -1.75, -0.388671875, 0.30078125, -1.2578125, -1.4375, -1.25, 1.046875, 0.412109375, 0.5234375, -1.0625, -0.1396484375],
+    [0.0087890625, -0.375, 0.515625, 2.125, 1.5546875, 1.640625, 0.0419921875, -0.5234375, -1.09375, 0.97265625, 0.62890625, -1.0859375, 0.6953125, 0.66015625, -0.546875, -0.98828125],
+    [1.1484375, 0.35546875, -0.294921875, -0.6328125, 1.8671875, -0.5234375, 0.69140625, 0.0927734375, 1.6015625, -0.026123046875, 0.61328125, -0.8125, 2.40625, 0.515625, 0.00396728515625, 0.56640625],
+    [-0.294921875, -0.63671875, 0.0556640625, -0.0059814453125, 1.03125, -0.392578125, 1.375, -0.796875, 0.8203125, 0.2392578125, 0.380859375, 0.81640625, 0.53125, 0.044677734375, -0.328125, -0.94921875],
+]
+
+
+def _tie_heavy_acts(rows, K, seed):
+    """Small integers and halves with zero and tiny blocks: many blocks whose two 4/6
+    candidates tie exactly or nearly, and blocks with subnormal E4M3 scales."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(-8, 9, (rows, K), generator=g).float() * 0.5
+    x[:, 16:32] = 0  # a zero block a row
+    x[:, 32:48] *= 1e-6  # tiny blocks: subnormal E4M3 scales (the clamped path)
+    return x.bfloat16()
+
+
+@interpret
+def test_quantizer_fast_errors_interpreted(monkeypatch):
+    # mse/mae decide the 4/6 choice from error estimates and re-check near ties exactly. On
+    # data full of ties the re-check is what keeps them exact: without it the output differs.
+    x = torch.cat([_tie_heavy_acts(4, 128, seed=3), _acts((4, 128), seed=4)])
+    near = torch.tensor(_NEAR_TIE_BLOCKS).repeat(1, 8).bfloat16()  # [8, 128]: each block 8 times a row
+    x = torch.cat([x, near])
+    for rule in ("mse", "mae"):
+        r = nvfp4.quantize(x, rule, per_row=True)
+        q = tq.quantize_triton(x, rule, per_row=True, dequant_dtype=torch.bfloat16)
+        _assert_quant_equal(q, r, True)
+        monkeypatch.setattr(tq, "_FAST_ERRORS", 2)  # estimates only (wrong on purpose)
+        q = tq.quantize_triton(x, rule, per_row=True)
+        assert not torch.equal(q.data, r.data) or not torch.equal(q.scales.view(torch.uint8), r.scales.view(torch.uint8))
+        monkeypatch.setattr(tq, "_FAST_ERRORS", False)  # exact errors everywhere
+        _assert_quant_equal(tq.quantize_triton(x, rule, per_row=True), r, True)
+        monkeypatch.setattr(tq, "_FAST_ERRORS", True)
+
+
+@interpret
+def test_quantizer_rows_loop_interpreted(monkeypatch):
+    # Whole rows, 3 programs for 7 rows: each program quantizes rows p, p + 3, ... and loads
+    # the next before it works on the current one (the last load masked off).
+    monkeypatch.setattr(tq, "_PERSISTENT_PROGRAMS", 3)
+    x = _acts((7, 64), seed=12)
+    x[4] = 0
+    for rule in ("mse", "abs_max", "static_6"):
+        for per_row, amax in ((True, None), (False, torch.tensor(2.0))):
+            q = tq.quantize_triton(x, rule, per_row=per_row, amax=amax, dequant_dtype=torch.bfloat16)
+            _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=per_row, amax=amax), per_row)
+
+
 @triton.jit
 def _e4m3_kernel(x_ptr, v_ptr, b_ptr, n, BLOCK: tl.constexpr):
     o = tl.arange(0, BLOCK)
@@ -409,6 +465,26 @@ def test_quantizer_bit_exact_gpu(rule):
                                    dequant_dtype=torch.bfloat16)
             r = nvfp4.quantize(x, rule, per_row=per_row, amax=amax)
             _assert_quant_equal(q, r, per_row)
+
+
+@pytest.mark.gpu
+def test_quantizer_fast_errors_gpu(monkeypatch):
+    # The 4/6 choice from error estimates with the exact re-check: bit-exact on data full of
+    # ties and near ties (and subnormal scales), as the exact errors are; the estimates alone
+    # are not. Whole rows, one a program and looping over rows.
+    x = torch.cat([_tie_heavy_acts(512, 4096, seed=5), _acts((1024, 4096), seed=6),
+                   torch.tensor(_NEAR_TIE_BLOCKS).repeat(32, 256).bfloat16()])
+    for rule in ("mse", "mae"):
+        r = nvfp4.quantize(x, rule, per_row=True)
+        for persist in (True, False):
+            monkeypatch.setattr(tq, "_PERSIST", persist)
+            q = tq.quantize_triton(x.cuda(), rule, per_row=True, dequant_dtype=torch.bfloat16)
+            _assert_quant_equal(q, r, True)
+        monkeypatch.setattr(tq, "_FAST_ERRORS", 2)
+        q = tq.quantize_triton(x.cuda(), rule, per_row=True)
+        assert not torch.equal(q.data.cpu(), r.data) or not torch.equal(q.scales.view(torch.uint8).cpu(),
+                                                                        r.scales.view(torch.uint8))
+        monkeypatch.setattr(tq, "_FAST_ERRORS", True)
 
 
 @pytest.mark.gpu

@@ -37,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_supported
+from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_supported, resident_programs
 from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, rule_constants
 
 __all__ = ["RULE_IDS", "quantize_triton", "QuantizedActivation"]
@@ -75,6 +75,16 @@ _SPLIT_AMAX_PER_THREAD = 64  # values a thread reads at a time for the amax
 _BLOCKS_PER_THREAD = 1
 # Extra launch options (benchmark sweeps: e.g. maxnreg).
 _EXTRA_LAUNCH: dict = {}
+# mse/mae: decide the 4/6 choice from cheap error estimates, the exact errors only for near ties
+# (False: always the exact errors, for comparisons; 2: never, which is wrong: tests show the
+# re-check matters).
+_FAST_ERRORS: bool | int = True
+# Whole-row kernel: programs resident at once, per device and launch configuration.
+_RESIDENT: dict = {}
+# Whole rows: programs loop over rows (prefetching the next) instead of one row each.
+_PERSIST = os.environ.get("VLLM_FOUROVERSIX_QUANT_PERSIST", "1") not in ("", "0")
+# Programs of the looping whole-row kernel when set (tests: several rows a program on CPU).
+_PERSISTENT_PROGRAMS: int | None = None
 _HW_CVT_OFF = os.environ.get("VLLM_FOUROVERSIX_NO_HW_CVT", "0") not in ("", "0")
 
 
@@ -149,30 +159,20 @@ def _div3(x):
 
 
 @triton.jit
-def _e2m1_round(y):
+def _e2m1_round(y, CLAMP: tl.constexpr = True):
     """y >= 0 (fp32) -> its E2M1 value (fp32): round half to even, saturate at 6.
 
     SPEC: |y| < 2: round(2|y|)/2; 2 <= |y| < 4: round(|y|); |y| >= 4: 2*round(|y|/2).
     Adding the magic number 2^22, 2^23 or 2^24 (whose ulp is 0.5, 1 or 2) rounds
     y to that step with the FPU's round-to-nearest-even; subtracting it back is
     exact. The magic number is read off y's exponent (after clamping y to 6):
-    ``max(exponent(y) + 22, 22)``, one integer add-and-max.
+    ``max(exponent(y) + 22, 22)``, one integer add-and-max. ``CLAMP=False``
+    when y < 7 is known (then y rounds to at most 6 anyway).
     """
-    yc = tl.minimum(y, 6.0)
+    yc = tl.minimum(y, 6.0) if CLAMP else y
     mb = tl.maximum((yc.to(tl.int32, bitcast=True) & 0x7F800000) + (22 << 23), 149 << 23)
     magic = mb.to(tl.float32, bitcast=True)
     return (yc + magic) - magic
-
-
-@triton.jit
-def _e2m1_code(v):
-    """E2M1 value (fp32, >= 0) -> magnitude code 0..7.
-
-    With h = bits(v) >> 22 (the exponent and the one mantissa bit): 0 -> 0,
-    0.5 -> 252, 1 -> 254, 1.5 -> 255, ..., 6 -> 259; code = max(h - 252, min(h, 1)).
-    """
-    h = v.to(tl.int32, bitcast=True) >> 22
-    return tl.maximum(h - 252, tl.minimum(h, 1))
 
 
 @triton.jit
@@ -192,8 +192,8 @@ def _deq(v, d1, d3h):
 
 
 @triton.jit
-def _seq8(p):
-    """((p0 + p1) + p2) + ... + p7 over the last axis (size 8) of p [B, 8]."""
+def _unpack8(p):
+    """The 8 columns of p [B, 8] as 8 tensors [B] (register renames, no data movement)."""
     B: tl.constexpr = p.shape[0]
     e, o = tl.split(tl.reshape(p, (B, 4, 2)))  # e = p0 p2 p4 p6, o = p1 p3 p5 p7
     e04, e26 = tl.split(tl.reshape(e, (B, 2, 2)))  # (p0, p4), (p2, p6)
@@ -202,6 +202,13 @@ def _seq8(p):
     p2, p6 = tl.split(e26)
     p1, p5 = tl.split(o15)
     p3, p7 = tl.split(o37)
+    return p0, p1, p2, p3, p4, p5, p6, p7
+
+
+@triton.jit
+def _seq8(p):
+    """((p0 + p1) + p2) + ... + p7 over the last axis (size 8) of p [B, 8]."""
+    p0, p1, p2, p3, p4, p5, p6, p7 = _unpack8(p)
     s = p0 + p1
     s = s + p2
     s = s + p3
@@ -214,10 +221,10 @@ def _seq8(p):
 
 @triton.jit
 def _scale(bmax_m, enc, dec, amax, EXPAND: tl.constexpr, HW_CVT: tl.constexpr):
-    """One candidate's block scale: (float(s), its byte, 1 / (dec * s) or 0, d1, d3 / 2).
+    """One candidate's block scale: (float(s), its byte, 1 / (dec * s) or 0, d1).
 
-    d1 = (s * amax) / 1536 and d3 = ((3 * s) * amax) / 1536, each correctly
-    rounded: z / 1536 = (z / 3) * 2^-9 exactly while the result is normal.
+    d1 = (s * amax) / 1536, correctly rounded: z / 1536 = (z / 3) * 2^-9
+    exactly while the result is normal.
     """
     s_hp = bmax_m * enc  # bmax_m = max|x_b| / M
     if EXPAND:
@@ -230,8 +237,13 @@ def _scale(bmax_m, enc, dec, amax, EXPAND: tl.constexpr, HW_CVT: tl.constexpr):
     one = tl.full(sf.shape, 1.0, tl.float32)
     inv = tl.where(sf != 0.0, tl.div_rn(one, dec * sf), 0.0)
     d1 = _div3(sf * amax) * 0.001953125
-    d3h = _div3((sf * 3.0) * amax) * 0.0009765625
-    return sf, sbyte, inv, d1, d3h
+    return sf, sbyte, inv, d1
+
+
+@triton.jit
+def _d3h(sf, amax):
+    """(((3 * s) * amax) / 1536) / 2, correctly rounded (see :func:`_scale`)."""
+    return _div3((sf * 3.0) * amax) * 0.0009765625
 
 
 @triton.jit
@@ -249,20 +261,113 @@ def _cand_error(a_lo, a_hi, v_lo, v_hi, d1, d3h, RULE: tl.constexpr):
 
 
 @triton.jit
-def _pack8(c):
-    """Nibbles [B, 8] (element j at bits 4j) -> one int32 word [B]."""
-    return tl.sum(c << (4 * tl.arange(0, 8))[None, :], axis=1)
+def _err_fast(a_lo, a_hi, v_lo, v_hi, d1, RULE: tl.constexpr):
+    """A candidate's block error with every dequantized value taken as v * d1 (one FMA a
+    value) and summed in FMA order: within :func:`_err_bound` of the SPEC's error."""
+    d = d1[:, None]
+    e_lo = tl.fma(v_lo, d, -a_lo)
+    e_hi = tl.fma(v_hi, d, -a_hi)
+    l0, l1, l2, l3, l4, l5, l6, l7 = _unpack8(e_lo)
+    h0, h1, h2, h3, h4, h5, h6, h7 = _unpack8(e_hi)
+    if RULE == 2:  # mse
+        s = l0 * l0
+        s = tl.fma(l1, l1, s)
+        s = tl.fma(l2, l2, s)
+        s = tl.fma(l3, l3, s)
+        s = tl.fma(l4, l4, s)
+        s = tl.fma(l5, l5, s)
+        s = tl.fma(l6, l6, s)
+        s = tl.fma(l7, l7, s)
+        s = tl.fma(h0, h0, s)
+        s = tl.fma(h1, h1, s)
+        s = tl.fma(h2, h2, s)
+        s = tl.fma(h3, h3, s)
+        s = tl.fma(h4, h4, s)
+        s = tl.fma(h5, h5, s)
+        s = tl.fma(h6, h6, s)
+        s = tl.fma(h7, h7, s)
+    else:  # mae
+        s = tl.abs(l0) + tl.abs(l1)
+        s = s + tl.abs(l2)
+        s = s + tl.abs(l3)
+        s = s + tl.abs(l4)
+        s = s + tl.abs(l5)
+        s = s + tl.abs(l6)
+        s = s + tl.abs(l7)
+        s = s + tl.abs(h0)
+        s = s + tl.abs(h1)
+        s = s + tl.abs(h2)
+        s = s + tl.abs(h3)
+        s = s + tl.abs(h4)
+        s = s + tl.abs(h5)
+        s = s + tl.abs(h6)
+        s = s + tl.abs(h7)
+    return s
+
+
+@triton.jit
+def _err_bound(err, d1, RULE: tl.constexpr):
+    """A bound on |_err_fast - the SPEC's error| (docs/hopper.md derives it: with u = 2^-24,
+    at most 99u d1^2 + 128u err for mse and 394u d1 + 27u err for mae; here about 2x that).
+    Needs d1 >= 2^-40 (no underflow in the squares); the caller checks."""
+    if RULE == 2:
+        return (d1 * d1 + err) * 1.52587890625e-05  # 2^-16
+    else:
+        return d1 * 6.103515625e-05 + err * 3.814697265625e-06  # 2^-14, 2^-18
+
+
+@triton.jit
+def _pack_codes(v):
+    """E2M1 values v [B, 8] (fp32 >= 0) -> one int32 word [B] with element j's magnitude
+    code (0..7) in bits 4j..4j+2.
+
+    v * 2^-126 has the E2M1 code in bits 22..24 (0.5 -> 2^-127 is the subnormal
+    0x400000, 1 -> 0x800000, ..., 6 -> 0x1C00000): E2M1's encoding is FP32's
+    at that exponent. FP32 subnormals are kept (no flush to zero here).
+    """
+    c = (v * 1.1754943508222875e-38).to(tl.int32, bitcast=True)  # 2^-126
+    c0, c1, c2, c3, c4, c5, c6, c7 = _unpack8(c)
+    return (c0 >> 22) + (c1 >> 18) + (c2 >> 14) + (c3 >> 10) + (c4 >> 6) + (c5 >> 2) + (c6 << 2) + (c7 << 6)
+
+
+@triton.jit
+def _sign_bits(x):
+    """x [B, 8] -> int32 word [B] with bit 4j + 3 set where x_j < 0 (not -0.0)."""
+    n0, n1, n2, n3, n4, n5, n6, n7 = _unpack8(x < 0.0)
+    w = tl.where(n0, 0x8, 0) | tl.where(n1, 0x80, 0) | tl.where(n2, 0x800, 0) | tl.where(n3, 0x8000, 0)
+    w = w | tl.where(n4, 0x80000, 0) | tl.where(n5, 0x800000, 0) | tl.where(n6, 0x8000000, 0)
+    return w | tl.where(n7, -2147483648, 0)
+
+
+@triton.jit
+def _same_codes(w6, w4):
+    """Per word pair of packed magnitude codes: whether every map-to-4 code is 0, 1, 2 or 4
+    (codes 0, 2, 4, 6) and the map-to-6 code is 1.5 times it (0, 3, 5, 7: the code + 1
+    unless 0). With s4 = 1.5 s that is the same dequantized value everywhere."""
+    even = (w4 & 0x11111111) == 0
+    nz = ((w4 >> 1) | (w4 >> 2)) & 0x11111111  # 1 in each nonzero nibble (given even codes)
+    return even & (w6 == w4 + nz)
 
 
 @triton.jit
 def _load_tile(x_row, blk0, nb, CB: tl.constexpr):
-    """Blocks blk0 .. blk0+CB-1 of a row as two [CB, 8] fp32 halves (each thread: whole blocks)."""
+    """Blocks blk0 .. blk0+CB-1 of a row (those below nb) as two [CB, 8] halves in the
+    input's dtype (each thread: whole blocks)."""
     blk = blk0 + tl.arange(0, CB)
     offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
     m2 = (blk < nb)[:, None]
-    x_lo = tl.load(x_row + offs, mask=m2, other=0.0).to(tl.float32)
-    x_hi = tl.load(x_row + offs + 8, mask=m2, other=0.0).to(tl.float32)
+    x_lo = tl.load(x_row + offs, mask=m2, other=0.0)
+    x_hi = tl.load(x_row + offs + 8, mask=m2, other=0.0)
     return x_lo, x_hi
+
+
+@triton.jit
+def _candidate(a_lo, a_hi, bmax_m, enc, dec, amax, EXPAND: tl.constexpr, HW_CVT: tl.constexpr,
+               CLAMP: tl.constexpr = True):
+    """One candidate: its block scale (float, byte, d1), the reciprocal and the E2M1 values."""
+    sf, sbyte, inv, d1 = _scale(bmax_m, enc, dec, amax, EXPAND, HW_CVT)
+    inv2 = inv[:, None]
+    return sf, sbyte, d1, inv, _e2m1_round(a_lo * inv2, CLAMP), _e2m1_round(a_hi * inv2, CLAMP)
 
 
 @triton.jit
@@ -270,9 +375,13 @@ def _quant_tile(
     x_lo, x_hi, data_row, scales_row, deq_row, blk0, nb, amax, enc, dec,
     CB: tl.constexpr, RULE: tl.constexpr, M: tl.constexpr,
     WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
+    FAST_ERRORS: tl.constexpr,
 ):
     blk = blk0 + tl.arange(0, CB)
     bmask = blk < nb
+    if WRITE_PACKED:
+        sg_lo = _sign_bits(x_lo)  # taken now, so that x need not stay in registers
+        sg_hi = _sign_bits(x_hi)
     a_lo = tl.abs(x_lo)
     a_hi = tl.abs(x_hi)
     bmax = tl.max(tl.maximum(a_lo, a_hi), axis=1)
@@ -280,29 +389,77 @@ def _quant_tile(
         bmax_m = bmax * 0.25  # exact: equals the correctly rounded bmax / 4
     else:
         bmax_m = _div3(bmax) * 0.5  # M = 6: the correctly rounded bmax / 6
-    sf, sbyte, inv, d1, d3h = _scale(bmax_m, enc, dec, amax, False, HW_CVT)
-    inv2 = inv[:, None]
-    v_lo = _e2m1_round(a_lo * inv2)
-    v_hi = _e2m1_round(a_hi * inv2)
+    # mse/mae: the 4/6 choice from cheap error estimates (see below)
+    fast: tl.constexpr = FAST_ERRORS >= 1 and (RULE == 2 or RULE == 3)
+    # There the E2M1 rounding skips the clamp at 6: with a normal E4M3 scale (s >= 2^-6)
+    # and bmax <= amax, y < 6.4 (map-to-6) and y < 4.3 (map-to-4) round to at most 6
+    # anyway; blocks without both take the exact path below, clamped.
+    sf, sbyte, d1, inv, v_lo, v_hi = _candidate(a_lo, a_hi, bmax_m, enc, dec, amax, False, HW_CVT, not fast)
+    # Each candidate's codes are packed (two words a block) as soon as its error is known:
+    # the E2M1 values need not stay in registers for the choice.
+    w_lo = _pack_codes(v_lo)
+    w_hi = _pack_codes(v_hi)
     if RULE >= 2:
-        sf4, sbyte4, inv4, d14, d3h4 = _scale(bmax_m, enc, dec, amax, True, HW_CVT)
-        inv42 = inv4[:, None]
-        v4_lo = _e2m1_round(a_lo * inv42)
-        v4_hi = _e2m1_round(a_hi * inv42)
-        err6 = _cand_error(a_lo, a_hi, v_lo, v_hi, d1, d3h, RULE)
-        err4 = _cand_error(a_lo, a_hi, v4_lo, v4_hi, d14, d3h4, RULE)
-        pick4 = err4 < err6  # ties go to map-to-6
-        p2 = pick4[:, None]
-        v_lo = tl.where(p2, v4_lo, v_lo)
-        v_hi = tl.where(p2, v4_hi, v_hi)
-        sf = tl.where(pick4, sf4, sf)
+        if fast:
+            e6 = _err_fast(a_lo, a_hi, v_lo, v_hi, d1, RULE)
+        else:
+            e6 = _cand_error(a_lo, a_hi, v_lo, v_hi, d1, _d3h(sf, amax), RULE)
+        if WRITE_DEQ:
+            v6_lo = v_lo
+            v6_hi = v_hi
+        sf4, sbyte4, d14, inv4, v_lo, v_hi = _candidate(a_lo, a_hi, bmax_m, enc, dec, amax, True, HW_CVT, not fast)
+        w4_lo = _pack_codes(v_lo)
+        w4_hi = _pack_codes(v_hi)
+        if fast:
+            # Errors from v * d1 (2 instructions a value instead of 7) decide wherever they
+            # are further apart than their error bounds; blocks whose two candidates
+            # dequantize identically are ties (map-to-6); zero blocks are ties too. Any
+            # other block (a near tie: about 1 in 5,000 for Gaussian data; a tiny or
+            # saturated scale; see docs/hopper.md) sends the whole tile through the exact,
+            # clamped path: a branch every thread takes or none does.
+            e4 = _err_fast(a_lo, a_hi, v_lo, v_hi, d14, RULE)
+            tie = _same_codes(w_lo, w4_lo) & _same_codes(w_hi, w4_hi) & (sf4 == sf * 1.5)
+            apart = tl.abs(e6 - e4) > _err_bound(e6, d1, RULE) + _err_bound(e4, d14, RULE)
+            pick4 = (e4 < e6) & ~tie
+            # d1 >= 2^-40: no underflow in the estimates; s >= 2^-6 and bmax <= amax: no clamp
+            ok = (d1 >= 9.094947017729282e-13) & (sf >= 0.015625) & (bmax <= amax)
+            sure = (bmax == 0.0) | (ok & (tie | apart))
+            if FAST_ERRORS == 1 and tl.max((~sure).to(tl.int32), axis=0) != 0:
+                # y again as fma(a, inv, 0) (= a * inv): not the same expression as above,
+                # so that the compiler does not keep those products alive across the branch
+                inv2 = inv[:, None]
+                v6c_lo = _e2m1_round(tl.fma(a_lo, inv2, 0.0))
+                v6c_hi = _e2m1_round(tl.fma(a_hi, inv2, 0.0))
+                inv42 = inv4[:, None]
+                v_lo = _e2m1_round(tl.fma(a_lo, inv42, 0.0))
+                v_hi = _e2m1_round(tl.fma(a_hi, inv42, 0.0))
+                err6 = _cand_error(a_lo, a_hi, v6c_lo, v6c_hi, d1, _d3h(sf, amax), RULE)
+                err4 = _cand_error(a_lo, a_hi, v_lo, v_hi, d14, _d3h(sf4, amax), RULE)
+                pick4 = err4 < err6
+                w_lo = _pack_codes(v6c_lo)
+                w_hi = _pack_codes(v6c_hi)
+                w4_lo = _pack_codes(v_lo)
+                w4_hi = _pack_codes(v_hi)
+                if WRITE_DEQ:
+                    v6_lo = v6c_lo
+                    v6_hi = v6c_hi
+        else:
+            # abs_max (a max rounds nothing: exact in 5 instructions a value), or every rule
+            # exactly (FAST_ERRORS off)
+            e4 = _cand_error(a_lo, a_hi, v_lo, v_hi, d14, _d3h(sf4, amax), RULE)
+            pick4 = e4 < e6  # ties go to map-to-6
+        w_lo = tl.where(pick4, w4_lo, w_lo)
+        w_hi = tl.where(pick4, w4_hi, w_hi)
         sbyte = tl.where(pick4, sbyte4, sbyte)
+        if WRITE_DEQ:
+            p2 = pick4[:, None]
+            v_lo = tl.where(p2, v_lo, v6_lo)
+            v_hi = tl.where(p2, v_hi, v6_hi)
+            sf = tl.where(pick4, sf4, sf)
     # Sign bit (bit 3 of the nibble): x < 0 (not -0.0), except in blocks whose scale is 0.
-    sgn = tl.where(sbyte != 0, 8, 0)[:, None]
-    n_lo = _e2m1_code(v_lo) | tl.where(x_lo < 0.0, sgn, 0)
-    n_hi = _e2m1_code(v_hi) | tl.where(x_hi < 0.0, sgn, 0)
     if WRITE_PACKED:
-        w = tl.join(_pack8(n_lo), _pack8(n_hi))  # [CB, 2] int32: bytes 0..3, 4..7 of a block
+        keep = tl.where(sbyte != 0, -2004318072, 0)  # 0x88888888: scale 0, no sign bits
+        w = tl.join(w_lo | (sg_lo & keep), w_hi | (sg_hi & keep))  # [CB, 2]
         words = data_row.to(tl.pointer_type(tl.int32), bitcast=True)
         woffs = blk[:, None] * 2 + tl.arange(0, 2)[None, :]
         tl.store(words + woffs, w, mask=bmask[:, None])
@@ -312,10 +469,11 @@ def _quant_tile(
         offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
         m2 = bmask[:, None]
         sf2 = sf[:, None]
+        nz = (sbyte != 0)[:, None]
         q_lo = v_lo * sf2
         q_hi = v_hi * sf2
-        q_lo = tl.where((n_lo & 8) != 0, -q_lo, q_lo)
-        q_hi = tl.where((n_hi & 8) != 0, -q_hi, q_hi)
+        q_lo = tl.where((x_lo < 0.0) & nz, -q_lo, q_lo)
+        q_hi = tl.where((x_hi < 0.0) & nz, -q_hi, q_hi)
         tl.store(deq_row + offs, q_lo.to(deq_row.dtype.element_ty), mask=m2)
         tl.store(deq_row + offs + 8, q_hi.to(deq_row.dtype.element_ty), mask=m2)
 
@@ -323,32 +481,80 @@ def _quant_tile(
 @triton.jit
 def _quantize_kernel(
     x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr,
-    K, stride_x, stride_deq,
+    R, K, stride_x, stride_deq,
     RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr,
     ROW_AMAX: tl.constexpr, AMAX_PER_ROW: tl.constexpr, NUM_CHUNKS: tl.constexpr, CB: tl.constexpr,
     WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
     LAUNCH_DEPENDENTS: tl.constexpr = False, SPLIT: tl.constexpr = False, AMAX_TILE: tl.constexpr = 1024,
-    AMAX_ITERS: tl.constexpr = 1,
+    AMAX_ITERS: tl.constexpr = 1, FAST_ERRORS: tl.constexpr = True, PERSIST: tl.constexpr = False,
 ):
-    """Program (row, c): row ``row``; all its NUM_CHUNKS chunks of CB blocks, or with
-    ``SPLIT`` only chunk c = program_id(1) (few rows: a row's chunks run in parallel,
-    each program reading the whole row for the amax, AMAX_TILE values at a time,
-    AMAX_ITERS times)."""
+    """Rows held whole (NUM_CHUNKS == 1): program p quantizes row p, or with ``PERSIST``
+    rows p, p + G, p + 2G, ... (G programs, about as many as fit on the GPU at once),
+    loading row r + G before it works on row r, so that a row's read is in flight while
+    the previous one is computed.
+    Otherwise program (row, c): row ``row``; all its NUM_CHUNKS chunks of CB blocks,
+    or with ``SPLIT`` only chunk c = program_id(1) (few rows: a row's chunks run in
+    parallel, each program reading the whole row for the amax, AMAX_TILE values at a
+    time, AMAX_ITERS times)."""
     if LAUNCH_DEPENDENTS:
         # Let a GEMM launched with PDL start now: its launch and set-up overlap this
         # kernel, and it waits for this kernel's completion before reading the output.
         tl.extra.cuda.gdc_launch_dependents()
-    row = tl.program_id(0).to(tl.int64)
+    nb = K // 16
+    if NUM_CHUNKS == 1 and PERSIST:
+        G = tl.num_programs(0)
+        r = tl.program_id(0).to(tl.int64)
+        x_lo, x_hi = _load_tile(x_ptr + r * stride_x, 0, nb, CB)
+        for _ in range(tl.program_id(0), R, G):
+            nxt = r + G
+            n_lo, n_hi = _load_tile(x_ptr + nxt * stride_x, 0, tl.where(nxt < R, nb, 0), CB)
+            _quant_row(r, x_lo.to(tl.float32), x_hi.to(tl.float32), 0,
+                       x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr, K, stride_x, stride_deq,
+                       RULE, M, MS, ROW_AMAX, AMAX_PER_ROW, NUM_CHUNKS, CB, WRITE_PACKED, WRITE_DEQ, HW_CVT,
+                       SPLIT, AMAX_TILE, AMAX_ITERS, FAST_ERRORS)
+            r = nxt
+            x_lo = n_lo
+            x_hi = n_hi
+    elif NUM_CHUNKS == 1:
+        r = tl.program_id(0).to(tl.int64)
+        x_lo, x_hi = _load_tile(x_ptr + r * stride_x, 0, nb, CB)  # the whole row in registers: one read
+        _quant_row(r, x_lo.to(tl.float32), x_hi.to(tl.float32), 0,
+                   x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr, K, stride_x, stride_deq,
+                   RULE, M, MS, ROW_AMAX, AMAX_PER_ROW, NUM_CHUNKS, CB, WRITE_PACKED, WRITE_DEQ, HW_CVT,
+                   SPLIT, AMAX_TILE, AMAX_ITERS, FAST_ERRORS)
+    else:
+        row = tl.program_id(0).to(tl.int64)
+        c = 0
+        x_lo = 0.0
+        x_hi = 0.0
+        if SPLIT:
+            c = tl.program_id(1)
+            # this program's chunk, read with the amax's
+            x_lo, x_hi = _load_tile(x_ptr + row * stride_x, c * CB, nb, CB)
+            x_lo = x_lo.to(tl.float32)
+            x_hi = x_hi.to(tl.float32)
+        _quant_row(row, x_lo, x_hi, c,
+                   x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr, K, stride_x, stride_deq,
+                   RULE, M, MS, ROW_AMAX, AMAX_PER_ROW, NUM_CHUNKS, CB, WRITE_PACKED, WRITE_DEQ, HW_CVT,
+                   SPLIT, AMAX_TILE, AMAX_ITERS, FAST_ERRORS)
+
+
+@triton.jit
+def _quant_row(
+    row, x_lo, x_hi, c,
+    x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr, K, stride_x, stride_deq,
+    RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr,
+    ROW_AMAX: tl.constexpr, AMAX_PER_ROW: tl.constexpr, NUM_CHUNKS: tl.constexpr, CB: tl.constexpr,
+    WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
+    SPLIT: tl.constexpr, AMAX_TILE: tl.constexpr, AMAX_ITERS: tl.constexpr, FAST_ERRORS: tl.constexpr,
+):
+    """Row ``row`` (int64): the whole row given as x_lo/x_hi (NUM_CHUNKS == 1), its
+    chunk c given (SPLIT), or all its chunks loaded here."""
     nb = K // 16
     x_row = x_ptr + row * stride_x
     data_row = data_ptr + row * (K // 2)
     scales_row = scales_ptr + row * nb
     deq_row = deq_ptr + row * stride_deq
-    if NUM_CHUNKS == 1:
-        x_lo, x_hi = _load_tile(x_row, 0, nb, CB)  # the whole row in registers: one read
-    elif SPLIT:
-        c = tl.program_id(1)
-        x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)  # this program's chunk, read with the amax's
     # The amax: of this row (ROW_AMAX), given for this row (AMAX_PER_ROW, e.g. reduced
     # over tensor-parallel ranks), or one for the tensor; its global scale amax / MS.
     if ROW_AMAX:
@@ -358,8 +564,8 @@ def _quantize_kernel(
             amax = _row_amax(x_row, K, AMAX_TILE, AMAX_ITERS)
         else:
             amax = 0.0
-            for c in range(NUM_CHUNKS):
-                offs = c * CB * 16 + tl.arange(0, CB * 16)
+            for ci in range(NUM_CHUNKS):
+                offs = ci * CB * 16 + tl.arange(0, CB * 16)
                 xa = tl.abs(tl.load(x_row + offs, mask=offs < K, other=0.0).to(tl.float32))
                 amax = tl.maximum(amax, tl.max(xa, axis=0))
         tl.store(gs_ptr + row, tl.div_rn(amax, MS))  # SPLIT: each program of the row, the same value
@@ -373,15 +579,15 @@ def _quantize_kernel(
     enc, dec = _enc_dec(amax, MS)
     if NUM_CHUNKS == 1:
         _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, 0, nb, amax, enc, dec,
-                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT)
+                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
     elif SPLIT:
         _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
-                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT)
+                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
     else:
-        for c in range(NUM_CHUNKS):
-            x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)
-            _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
-                        CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT)
+        for ci in range(NUM_CHUNKS):
+            t_lo, t_hi = _load_tile(x_row, ci * CB, nb, CB)
+            _quant_tile(t_lo.to(tl.float32), t_hi.to(tl.float32), data_row, scales_row, deq_row, ci * CB, nb,
+                        amax, enc, dec, CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
 
 
 @triton.jit
@@ -516,15 +722,25 @@ def quantize_triton(
     num_warps = max(1, min(16, cb // (32 * _BLOCKS_PER_THREAD)))
     # split: the amax read's tile (else unused: the default, so as not to add compiled variants)
     amax_tile = min(triton.next_power_of_2(K), num_warps * 32 * _SPLIT_AMAX_PER_THREAD) if split else 1024
-    _quantize_kernel[(R, chunks if split else 1)](
-        x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
-        dummy if deq is None else deq,
-        K, x.stride(0), 0 if deq is None else deq.stride(0),
+    args = (x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
+            dummy if deq is None else deq, R, K, x.stride(0), 0 if deq is None else deq.stride(0))
+    meta = dict(
         RULE=RULE_IDS[rule], M=c.M, MS=c.MS, ROW_AMAX=per_row and not amax_per_row, AMAX_PER_ROW=amax_per_row,
         NUM_CHUNKS=chunks, CB=cb,
         WRITE_PACKED=write_packed, WRITE_DEQ=deq is not None, HW_CVT=_hw_cvt(dev),
         LAUNCH_DEPENDENTS=launch_dependents and pdl_supported(dev),
         SPLIT=split, AMAX_TILE=amax_tile, AMAX_ITERS=triton.cdiv(K, amax_tile) if split else 1,
-        num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
+        FAST_ERRORS=int(_FAST_ERRORS), num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
     )
+    if chunks == 1 and _PERSIST:
+        # Whole rows: programs loop over rows, as many programs as are resident at once
+        # (known once the kernel is compiled: the first launch gives every row its own).
+        meta["PERSIST"] = True
+        key = (dev.index, *meta.values())
+        progs = _PERSISTENT_PROGRAMS or _RESIDENT.get(key, R)
+        kernel = _quantize_kernel[(max(1, min(R, progs)),)](*args, **meta)
+        if key not in _RESIDENT and kernel is not None and dev.type == "cuda":
+            _RESIDENT[key] = resident_programs(kernel, num_warps, dev)
+    else:
+        _quantize_kernel[(R, chunks if split else 1)](*args, **meta)
     return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
