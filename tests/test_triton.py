@@ -167,19 +167,6 @@ def test_quantizer_fast_errors_interpreted(monkeypatch):
         monkeypatch.setattr(tq, "_FAST_ERRORS", True)
 
 
-@interpret
-def test_quantizer_rows_loop_interpreted(monkeypatch):
-    # Whole rows, 3 programs for 7 rows: each program quantizes rows p, p + 3, ... and loads
-    # the next before it works on the current one (the last load masked off).
-    monkeypatch.setattr(tq, "_PERSISTENT_PROGRAMS", 3)
-    x = _acts((7, 64), seed=12)
-    x[4] = 0
-    for rule in ("mse", "abs_max", "static_6"):
-        for per_row, amax in ((True, None), (False, torch.tensor(2.0))):
-            q = tq.quantize_triton(x, rule, per_row=per_row, amax=amax, dequant_dtype=torch.bfloat16)
-            _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=per_row, amax=amax), per_row)
-
-
 @triton.jit
 def _e4m3_kernel(x_ptr, v_ptr, b_ptr, n, BLOCK: tl.constexpr):
     o = tl.arange(0, BLOCK)
@@ -471,15 +458,13 @@ def test_quantizer_bit_exact_gpu(rule):
 def test_quantizer_fast_errors_gpu(monkeypatch):
     # The 4/6 choice from error estimates with the exact re-check: bit-exact on data full of
     # ties and near ties (and subnormal scales), as the exact errors are; the estimates alone
-    # are not. Whole rows, one a program and looping over rows.
+    # are not.
     x = torch.cat([_tie_heavy_acts(512, 4096, seed=5), _acts((1024, 4096), seed=6),
                    torch.tensor(_NEAR_TIE_BLOCKS).repeat(32, 256).bfloat16()])
     for rule in ("mse", "mae"):
         r = nvfp4.quantize(x, rule, per_row=True)
-        for persist in (True, False):
-            monkeypatch.setattr(tq, "_PERSIST", persist)
-            q = tq.quantize_triton(x.cuda(), rule, per_row=True, dequant_dtype=torch.bfloat16)
-            _assert_quant_equal(q, r, True)
+        q = tq.quantize_triton(x.cuda(), rule, per_row=True, dequant_dtype=torch.bfloat16)
+        _assert_quant_equal(q, r, True)
         monkeypatch.setattr(tq, "_FAST_ERRORS", 2)
         q = tq.quantize_triton(x.cuda(), rule, per_row=True)
         assert not torch.equal(q.data.cpu(), r.data) or not torch.equal(q.scales.view(torch.uint8).cpu(),

@@ -37,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_supported, resident_programs
+from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_supported
 from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, rule_constants
 
 __all__ = ["RULE_IDS", "quantize_triton", "QuantizedActivation"]
@@ -79,12 +79,6 @@ _EXTRA_LAUNCH: dict = {}
 # (False: always the exact errors, for comparisons; 2: never, which is wrong: tests show the
 # re-check matters).
 _FAST_ERRORS: bool | int = True
-# Whole-row kernel: programs resident at once, per device and launch configuration.
-_RESIDENT: dict = {}
-# Whole rows: programs loop over rows (prefetching the next) instead of one row each.
-_PERSIST = os.environ.get("VLLM_FOUROVERSIX_QUANT_PERSIST", "1") not in ("", "0")
-# Programs of the looping whole-row kernel when set (tests: several rows a program on CPU).
-_PERSISTENT_PROGRAMS: int | None = None
 _HW_CVT_OFF = os.environ.get("VLLM_FOUROVERSIX_NO_HW_CVT", "0") not in ("", "0")
 
 
@@ -264,9 +258,11 @@ def _cand_error(a_lo, a_hi, v_lo, v_hi, d1, d3h, RULE: tl.constexpr):
 def _err_fast(a_lo, a_hi, v_lo, v_hi, d1, RULE: tl.constexpr):
     """A candidate's block error with every dequantized value taken as v * d1 (one FMA a
     value) and summed in FMA order: within :func:`_err_bound` of the SPEC's error."""
-    d = d1[:, None]
-    e_lo = tl.fma(v_lo, d, -a_lo)
-    e_hi = tl.fma(v_hi, d, -a_hi)
+    # a - v * d1 = -(v * d1 - a) exactly (rounding is symmetric), and only its square or
+    # magnitude counts: negating d1 once a block saves negating a once a value.
+    nd = -d1[:, None]
+    e_lo = tl.fma(v_lo, nd, a_lo)
+    e_hi = tl.fma(v_hi, nd, a_hi)
     l0, l1, l2, l3, l4, l5, l6, l7 = _unpack8(e_lo)
     h0, h1, h2, h3, h4, h5, h6, h7 = _unpack8(e_hi)
     if RULE == 2:  # mse
@@ -372,7 +368,7 @@ def _candidate(a_lo, a_hi, bmax_m, enc, dec, amax, EXPAND: tl.constexpr, HW_CVT:
 
 @triton.jit
 def _quant_tile(
-    x_lo, x_hi, data_row, scales_row, deq_row, blk0, nb, amax, enc, dec,
+    x_lo, x_hi, x_row, data_row, scales_row, deq_row, blk0, nb, amax, enc, dec,
     CB: tl.constexpr, RULE: tl.constexpr, M: tl.constexpr,
     WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
     FAST_ERRORS: tl.constexpr,
@@ -425,8 +421,12 @@ def _quant_tile(
             ok = (d1 >= 9.094947017729282e-13) & (sf >= 0.015625) & (bmax <= amax)
             sure = (bmax == 0.0) | (ok & (tie | apart))
             if FAST_ERRORS == 1 and tl.max((~sure).to(tl.int32), axis=0) != 0:
-                # y again as fma(a, inv, 0) (= a * inv): not the same expression as above,
-                # so that the compiler does not keep those products alive across the branch
+                # x read again (from cache) rather than kept in registers across the branch;
+                # y again as fma(a, inv, 0) (= a * inv): not the same expression as above, so
+                # that the compiler does not keep those products alive either
+                t_lo, t_hi = _load_tile(x_row, blk0, nb, CB)
+                a_lo = tl.abs(t_lo.to(tl.float32))
+                a_hi = tl.abs(t_hi.to(tl.float32))
                 inv2 = inv[:, None]
                 v6c_lo = _e2m1_round(tl.fma(a_lo, inv2, 0.0))
                 v6c_hi = _e2m1_round(tl.fma(a_hi, inv2, 0.0))
@@ -481,80 +481,36 @@ def _quant_tile(
 @triton.jit
 def _quantize_kernel(
     x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr,
-    R, K, stride_x, stride_deq,
+    K, stride_x, stride_deq,
     RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr,
     ROW_AMAX: tl.constexpr, AMAX_PER_ROW: tl.constexpr, NUM_CHUNKS: tl.constexpr, CB: tl.constexpr,
     WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
     LAUNCH_DEPENDENTS: tl.constexpr = False, SPLIT: tl.constexpr = False, AMAX_TILE: tl.constexpr = 1024,
-    AMAX_ITERS: tl.constexpr = 1, FAST_ERRORS: tl.constexpr = True, PERSIST: tl.constexpr = False,
+    AMAX_ITERS: tl.constexpr = 1, FAST_ERRORS: tl.constexpr = 1,
 ):
-    """Rows held whole (NUM_CHUNKS == 1): program p quantizes row p, or with ``PERSIST``
-    rows p, p + G, p + 2G, ... (G programs, about as many as fit on the GPU at once),
-    loading row r + G before it works on row r, so that a row's read is in flight while
-    the previous one is computed.
-    Otherwise program (row, c): row ``row``; all its NUM_CHUNKS chunks of CB blocks,
-    or with ``SPLIT`` only chunk c = program_id(1) (few rows: a row's chunks run in
-    parallel, each program reading the whole row for the amax, AMAX_TILE values at a
-    time, AMAX_ITERS times)."""
+    """Program (row, c): row ``row``; all its NUM_CHUNKS chunks of CB blocks, or with
+    ``SPLIT`` only chunk c = program_id(1) (few rows: a row's chunks run in parallel,
+    each program reading the whole row for the amax, AMAX_TILE values at a time,
+    AMAX_ITERS times). FAST_ERRORS: see :func:`_quant_tile`."""
     if LAUNCH_DEPENDENTS:
         # Let a GEMM launched with PDL start now: its launch and set-up overlap this
         # kernel, and it waits for this kernel's completion before reading the output.
         tl.extra.cuda.gdc_launch_dependents()
-    nb = K // 16
-    if NUM_CHUNKS == 1 and PERSIST:
-        G = tl.num_programs(0)
-        r = tl.program_id(0).to(tl.int64)
-        x_lo, x_hi = _load_tile(x_ptr + r * stride_x, 0, nb, CB)
-        for _ in range(tl.program_id(0), R, G):
-            nxt = r + G
-            n_lo, n_hi = _load_tile(x_ptr + nxt * stride_x, 0, tl.where(nxt < R, nb, 0), CB)
-            _quant_row(r, x_lo.to(tl.float32), x_hi.to(tl.float32), 0,
-                       x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr, K, stride_x, stride_deq,
-                       RULE, M, MS, ROW_AMAX, AMAX_PER_ROW, NUM_CHUNKS, CB, WRITE_PACKED, WRITE_DEQ, HW_CVT,
-                       SPLIT, AMAX_TILE, AMAX_ITERS, FAST_ERRORS)
-            r = nxt
-            x_lo = n_lo
-            x_hi = n_hi
-    elif NUM_CHUNKS == 1:
-        r = tl.program_id(0).to(tl.int64)
-        x_lo, x_hi = _load_tile(x_ptr + r * stride_x, 0, nb, CB)  # the whole row in registers: one read
-        _quant_row(r, x_lo.to(tl.float32), x_hi.to(tl.float32), 0,
-                   x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr, K, stride_x, stride_deq,
-                   RULE, M, MS, ROW_AMAX, AMAX_PER_ROW, NUM_CHUNKS, CB, WRITE_PACKED, WRITE_DEQ, HW_CVT,
-                   SPLIT, AMAX_TILE, AMAX_ITERS, FAST_ERRORS)
-    else:
-        row = tl.program_id(0).to(tl.int64)
-        c = 0
-        x_lo = 0.0
-        x_hi = 0.0
-        if SPLIT:
-            c = tl.program_id(1)
-            # this program's chunk, read with the amax's
-            x_lo, x_hi = _load_tile(x_ptr + row * stride_x, c * CB, nb, CB)
-            x_lo = x_lo.to(tl.float32)
-            x_hi = x_hi.to(tl.float32)
-        _quant_row(row, x_lo, x_hi, c,
-                   x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr, K, stride_x, stride_deq,
-                   RULE, M, MS, ROW_AMAX, AMAX_PER_ROW, NUM_CHUNKS, CB, WRITE_PACKED, WRITE_DEQ, HW_CVT,
-                   SPLIT, AMAX_TILE, AMAX_ITERS, FAST_ERRORS)
-
-
-@triton.jit
-def _quant_row(
-    row, x_lo, x_hi, c,
-    x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr, K, stride_x, stride_deq,
-    RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr,
-    ROW_AMAX: tl.constexpr, AMAX_PER_ROW: tl.constexpr, NUM_CHUNKS: tl.constexpr, CB: tl.constexpr,
-    WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
-    SPLIT: tl.constexpr, AMAX_TILE: tl.constexpr, AMAX_ITERS: tl.constexpr, FAST_ERRORS: tl.constexpr,
-):
-    """Row ``row`` (int64): the whole row given as x_lo/x_hi (NUM_CHUNKS == 1), its
-    chunk c given (SPLIT), or all its chunks loaded here."""
+    row = tl.program_id(0).to(tl.int64)
     nb = K // 16
     x_row = x_ptr + row * stride_x
     data_row = data_ptr + row * (K // 2)
     scales_row = scales_ptr + row * nb
     deq_row = deq_ptr + row * stride_deq
+    if NUM_CHUNKS == 1:
+        x_lo, x_hi = _load_tile(x_row, 0, nb, CB)  # the whole row in registers: one read
+        x_lo = x_lo.to(tl.float32)
+        x_hi = x_hi.to(tl.float32)
+    elif SPLIT:
+        c = tl.program_id(1)
+        x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)  # this program's chunk, read with the amax's
+        x_lo = x_lo.to(tl.float32)
+        x_hi = x_hi.to(tl.float32)
     # The amax: of this row (ROW_AMAX), given for this row (AMAX_PER_ROW, e.g. reduced
     # over tensor-parallel ranks), or one for the tensor; its global scale amax / MS.
     if ROW_AMAX:
@@ -564,8 +520,8 @@ def _quant_row(
             amax = _row_amax(x_row, K, AMAX_TILE, AMAX_ITERS)
         else:
             amax = 0.0
-            for ci in range(NUM_CHUNKS):
-                offs = ci * CB * 16 + tl.arange(0, CB * 16)
+            for c in range(NUM_CHUNKS):
+                offs = c * CB * 16 + tl.arange(0, CB * 16)
                 xa = tl.abs(tl.load(x_row + offs, mask=offs < K, other=0.0).to(tl.float32))
                 amax = tl.maximum(amax, tl.max(xa, axis=0))
         tl.store(gs_ptr + row, tl.div_rn(amax, MS))  # SPLIT: each program of the row, the same value
@@ -578,16 +534,16 @@ def _quant_row(
             tl.store(gs_ptr, tl.div_rn(amax, MS))
     enc, dec = _enc_dec(amax, MS)
     if NUM_CHUNKS == 1:
-        _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, 0, nb, amax, enc, dec,
+        _quant_tile(x_lo, x_hi, x_row, data_row, scales_row, deq_row, 0, nb, amax, enc, dec,
                     CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
     elif SPLIT:
-        _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
+        _quant_tile(x_lo, x_hi, x_row, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
                     CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
     else:
-        for ci in range(NUM_CHUNKS):
-            t_lo, t_hi = _load_tile(x_row, ci * CB, nb, CB)
-            _quant_tile(t_lo.to(tl.float32), t_hi.to(tl.float32), data_row, scales_row, deq_row, ci * CB, nb,
-                        amax, enc, dec, CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
+        for c in range(NUM_CHUNKS):
+            x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)
+            _quant_tile(x_lo.to(tl.float32), x_hi.to(tl.float32), x_row, data_row, scales_row, deq_row,
+                        c * CB, nb, amax, enc, dec, CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
 
 
 @triton.jit
@@ -723,7 +679,7 @@ def quantize_triton(
     # split: the amax read's tile (else unused: the default, so as not to add compiled variants)
     amax_tile = min(triton.next_power_of_2(K), num_warps * 32 * _SPLIT_AMAX_PER_THREAD) if split else 1024
     args = (x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
-            dummy if deq is None else deq, R, K, x.stride(0), 0 if deq is None else deq.stride(0))
+            dummy if deq is None else deq, K, x.stride(0), 0 if deq is None else deq.stride(0))
     meta = dict(
         RULE=RULE_IDS[rule], M=c.M, MS=c.MS, ROW_AMAX=per_row and not amax_per_row, AMAX_PER_ROW=amax_per_row,
         NUM_CHUNKS=chunks, CB=cb,
@@ -732,15 +688,5 @@ def quantize_triton(
         SPLIT=split, AMAX_TILE=amax_tile, AMAX_ITERS=triton.cdiv(K, amax_tile) if split else 1,
         FAST_ERRORS=int(_FAST_ERRORS), num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
     )
-    if chunks == 1 and _PERSIST:
-        # Whole rows: programs loop over rows, as many programs as are resident at once
-        # (known once the kernel is compiled: the first launch gives every row its own).
-        meta["PERSIST"] = True
-        key = (dev.index, *meta.values())
-        progs = _PERSISTENT_PROGRAMS or _RESIDENT.get(key, R)
-        kernel = _quantize_kernel[(max(1, min(R, progs)),)](*args, **meta)
-        if key not in _RESIDENT and kernel is not None and dev.type == "cuda":
-            _RESIDENT[key] = resident_programs(kernel, num_warps, dev)
-    else:
-        _quantize_kernel[(R, chunks if split else 1)](*args, **meta)
+    _quantize_kernel[(R, chunks if split else 1)](*args, **meta)
     return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
