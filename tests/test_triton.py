@@ -167,6 +167,20 @@ def test_quantizer_fast_errors_interpreted(monkeypatch):
         monkeypatch.setattr(tq, "_FAST_ERRORS", True)
 
 
+@interpret
+def test_quantizer_rows_loop_interpreted(monkeypatch):
+    # Whole rows, 3 programs for 7 rows: each program quantizes rows p, p + 3, ... and loads
+    # the next before it works on the current one (the last load masked off).
+    monkeypatch.setattr(tq, "_PERSIST", True)
+    monkeypatch.setattr(tq, "_PERSISTENT_PROGRAMS", 3)
+    x = _acts((7, 64), seed=12)
+    x[4] = 0
+    for rule in ("mse", "abs_max", "static_6"):
+        for per_row, amax in ((True, None), (True, torch.rand(7) + 0.5), (False, torch.tensor(2.0))):
+            q = tq.quantize_triton(x, rule, per_row=per_row, amax=amax, dequant_dtype=torch.bfloat16)
+            _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=per_row, amax=amax), per_row)
+
+
 @triton.jit
 def _e4m3_kernel(x_ptr, v_ptr, b_ptr, n, BLOCK: tl.constexpr):
     o = tl.arange(0, BLOCK)

@@ -37,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_supported
+from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_supported, resident_programs
 from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, rule_constants
 
 __all__ = ["RULE_IDS", "quantize_triton", "QuantizedActivation"]
@@ -79,6 +79,10 @@ _EXTRA_LAUNCH: dict = {}
 # (False: always the exact errors, for comparisons; 2: never, which is wrong: tests show the
 # re-check matters).
 _FAST_ERRORS: bool | int = True
+# Whole rows: programs loop over rows (prefetching the next) instead of one row each.
+_PERSIST = os.environ.get("VLLM_FOUROVERSIX_QUANT_PERSIST", "0") not in ("", "0")
+_RESIDENT: dict = {}  # resident programs, per device and launch configuration
+_PERSISTENT_PROGRAMS: int | None = None  # tests: several rows a program on CPU
 _HW_CVT_OFF = os.environ.get("VLLM_FOUROVERSIX_NO_HW_CVT", "0") not in ("", "0")
 
 
@@ -481,12 +485,12 @@ def _quant_tile(
 @triton.jit
 def _quantize_kernel(
     x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr,
-    K, stride_x, stride_deq,
+    R, K, stride_x, stride_deq,
     RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr,
     ROW_AMAX: tl.constexpr, AMAX_PER_ROW: tl.constexpr, NUM_CHUNKS: tl.constexpr, CB: tl.constexpr,
     WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
     LAUNCH_DEPENDENTS: tl.constexpr = False, SPLIT: tl.constexpr = False, AMAX_TILE: tl.constexpr = 1024,
-    AMAX_ITERS: tl.constexpr = 1, FAST_ERRORS: tl.constexpr = 1,
+    AMAX_ITERS: tl.constexpr = 1, FAST_ERRORS: tl.constexpr = 1, PERSIST: tl.constexpr = False,
 ):
     """Program (row, c): row ``row``; all its NUM_CHUNKS chunks of CB blocks, or with
     ``SPLIT`` only chunk c = program_id(1) (few rows: a row's chunks run in parallel,
@@ -496,8 +500,24 @@ def _quantize_kernel(
         # Let a GEMM launched with PDL start now: its launch and set-up overlap this
         # kernel, and it waits for this kernel's completion before reading the output.
         tl.extra.cuda.gdc_launch_dependents()
-    row = tl.program_id(0).to(tl.int64)
     nb = K // 16
+    if PERSIST:
+        # Whole rows, program p: rows p, p + G, p + 2G, ... (G programs, as many as are
+        # resident), each row's read issued before the previous row is computed.
+        G = tl.num_programs(0)
+        r = tl.program_id(0).to(tl.int64)
+        c_lo, c_hi = _load_tile(x_ptr + r * stride_x, 0, nb, CB)
+        for _ in range(tl.program_id(0), R, G):
+            nxt = r + G
+            n_lo, n_hi = _load_tile(x_ptr + nxt * stride_x, 0, tl.where(nxt < R, nb, 0), CB)
+            _whole_row(r, c_lo.to(tl.float32), c_hi.to(tl.float32), x_ptr, amax_ptr, data_ptr, scales_ptr,
+                       gs_ptr, deq_ptr, K, stride_x, stride_deq, RULE, M, MS, ROW_AMAX, AMAX_PER_ROW, CB,
+                       WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
+            r = nxt
+            c_lo = n_lo
+            c_hi = n_hi
+        return
+    row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * stride_x
     data_row = data_ptr + row * (K // 2)
     scales_row = scales_ptr + row * nb
@@ -544,6 +564,31 @@ def _quantize_kernel(
             x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)
             _quant_tile(x_lo.to(tl.float32), x_hi.to(tl.float32), x_row, data_row, scales_row, deq_row,
                         c * CB, nb, amax, enc, dec, CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
+
+
+@triton.jit
+def _whole_row(
+    row, x_lo, x_hi, x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr, K, stride_x, stride_deq,
+    RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr, ROW_AMAX: tl.constexpr, AMAX_PER_ROW: tl.constexpr,
+    CB: tl.constexpr, WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
+    FAST_ERRORS: tl.constexpr,
+):
+    """Row ``row`` (int64) given whole as x_lo/x_hi (fp32): its amax and global scale, then the tile."""
+    nb = K // 16
+    if ROW_AMAX:
+        amax = tl.max(tl.max(tl.maximum(tl.abs(x_lo), tl.abs(x_hi)), axis=1), axis=0)
+        tl.store(gs_ptr + row, tl.div_rn(amax, MS))
+    elif AMAX_PER_ROW:
+        amax = tl.load(amax_ptr + row).to(tl.float32)
+        tl.store(gs_ptr + row, tl.div_rn(amax, MS))
+    else:
+        amax = tl.load(amax_ptr).to(tl.float32)
+        if row == 0:
+            tl.store(gs_ptr, tl.div_rn(amax, MS))
+    enc, dec = _enc_dec(amax, MS)
+    _quant_tile(x_lo, x_hi, x_ptr + row * stride_x, data_ptr + row * (K // 2), scales_ptr + row * nb,
+                deq_ptr + row * stride_deq, 0, nb, amax, enc, dec,
+                CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
 
 
 @triton.jit
@@ -679,7 +724,7 @@ def quantize_triton(
     # split: the amax read's tile (else unused: the default, so as not to add compiled variants)
     amax_tile = min(triton.next_power_of_2(K), num_warps * 32 * _SPLIT_AMAX_PER_THREAD) if split else 1024
     args = (x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
-            dummy if deq is None else deq, K, x.stride(0), 0 if deq is None else deq.stride(0))
+            dummy if deq is None else deq, R, K, x.stride(0), 0 if deq is None else deq.stride(0))
     meta = dict(
         RULE=RULE_IDS[rule], M=c.M, MS=c.MS, ROW_AMAX=per_row and not amax_per_row, AMAX_PER_ROW=amax_per_row,
         NUM_CHUNKS=chunks, CB=cb,
@@ -688,5 +733,15 @@ def quantize_triton(
         SPLIT=split, AMAX_TILE=amax_tile, AMAX_ITERS=triton.cdiv(K, amax_tile) if split else 1,
         FAST_ERRORS=int(_FAST_ERRORS), num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
     )
-    _quantize_kernel[(R, chunks if split else 1)](*args, **meta)
+    if chunks == 1 and _PERSIST:
+        # Whole rows: programs loop over rows, as many programs as are resident at once
+        # (known once the kernel is compiled: the first launch gives every row its own).
+        meta["PERSIST"] = True
+        key = (dev.index, *meta.values())
+        progs = _PERSISTENT_PROGRAMS or _RESIDENT.get(key, R)
+        kernel = _quantize_kernel[(max(1, min(R, progs)),)](*args, **meta)
+        if key not in _RESIDENT and kernel is not None and dev.type == "cuda":
+            _RESIDENT[key] = resident_programs(kernel, num_warps, dev)
+    else:
+        _quantize_kernel[(R, chunks if split else 1)](*args, **meta)
     return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
