@@ -102,12 +102,11 @@ def bench_cuda(args: argparse.Namespace) -> str:
     R, K = x.shape
 
     refs = {}
-    sweep = [(b, n, fe, pe) for b in args.bpt for n in args.maxnreg for fe in args.fast for pe in args.persist]
+    sweep = [(b, n) for b in args.bpt for n in args.maxnreg]
     modes = (True, False) if args.tensor else (True,)
-    for rule, per_row, (bpt, nreg, fe, pe) in [(r, p, v) for r in args.rules for p in modes for v in sweep]:
+    for rule, per_row, (bpt, nreg) in [(r, p, v) for r in args.rules for p in modes for v in sweep]:
         tq._BLOCKS_PER_THREAD = bpt
         tq._EXTRA_LAUNCH = {"maxnreg": nreg} if nreg else {}
-        tq._FAST_ERRORS, tq._PERSIST = bool(fe), bool(pe)
         fn = lambda: quantize_triton(x, rule, per_row=per_row)  # noqa: E731
         q = fn()
         if (rule, per_row) not in refs:
@@ -122,14 +121,13 @@ def bench_cuda(args: argparse.Namespace) -> str:
         bw = nbytes / (t * 1e-3)
         mode = "token" if per_row else "tensor (+ amax pass)"
         if len(sweep) > 1:
-            mode += f" bpt={bpt} maxnreg={nreg or '-'} fast={fe} persist={pe}"
+            mode += f" bpt={bpt} maxnreg={nreg or '-'}"
         lines.append(
             f"| {rule} | {mode} | {t * 1e3:.1f} | {bw / 1e12:.2f} | {100 * bw / copy_bw:.0f}% | {t_eager * 1e3:.1f} | {'yes' if exact else 'NO'} |"
         )
         print(lines[-1], flush=True)
     tq._BLOCKS_PER_THREAD = 1
     tq._EXTRA_LAUNCH = {}
-    tq._FAST_ERRORS, tq._PERSIST = bool(args.fast[0]), bool(args.persist[0])
     if args.deq:
         # What the W4A4 GEMM path runs: decoded q * s in bf16 (2 bytes a value) instead of packed codes.
         lines += ["", "W4A4 operand (write_packed=False, dequant bf16, per token):", "",
@@ -161,10 +159,6 @@ def main() -> None:
                     help="cuda: 16-element blocks a thread handles (sweep; sets num_warps)")
     ap.add_argument("--deq", action="store_true", help="cuda: also time the W4A4 operand output (bf16 q * s)")
     ap.add_argument("--maxnreg", type=int, nargs="+", default=[0], help="cuda: register caps to sweep (0: none)")
-    ap.add_argument("--fast", type=int, nargs="+", default=[1],
-                    help="cuda: 4/6 choice from error estimates with exact re-check (1) or exact errors (0); sweep")
-    ap.add_argument("--persist", type=int, nargs="+", default=[0],
-                    help="cuda: whole-row kernel looping over rows with next-row prefetch (1) or not (0); sweep")
     ap.add_argument("--tensor", action=argparse.BooleanOptionalAction, default=True,
                     help="cuda: also time per-tensor mode (with its amax pass)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),

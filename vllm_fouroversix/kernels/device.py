@@ -9,7 +9,7 @@ import os
 
 import torch
 
-__all__ = ["INTERPRET", "e4m3_cvt_supported", "num_sms", "pdl_supported", "resident_programs", "tma_supported"]
+__all__ = ["INTERPRET", "e4m3_cvt_supported", "num_sms", "pdl_supported", "tma_supported"]
 
 #: ``TRITON_INTERPRET=1``: kernels run on CPU tensors through Triton's interpreter (CI).
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -47,17 +47,3 @@ def tma_supported(device: torch.device) -> bool:
     except ImportError:
         return False
     return True
-
-
-def resident_programs(kernel, num_warps: int, device: torch.device) -> int:
-    """How many programs of a compiled Triton ``kernel`` (``num_warps`` warps each) the GPU
-    runs at once: its SMs times the programs an SM holds, limited by registers (allocated
-    8 a thread at a time), warps, shared memory and the 32-program cap."""
-    props = torch.cuda.get_device_properties(device)
-    regs = max(8, -(-int(kernel.n_regs) // 8) * 8)
-    by_regs = getattr(props, "regs_per_multiprocessor", 65536) // (regs * 32 * num_warps)
-    by_warps = getattr(props, "max_threads_per_multi_processor", 2048) // (32 * num_warps)
-    smem = int(getattr(kernel.metadata, "shared", 0) or 0)
-    smem_sm = getattr(props, "shared_memory_per_multiprocessor", 233472)
-    by_smem = smem_sm // (smem + 1024) if smem else 32  # 1 KB a program reserved by the driver
-    return num_sms(device) * max(1, min(by_regs, by_warps, by_smem, 32))

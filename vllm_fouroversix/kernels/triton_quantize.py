@@ -37,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_supported, resident_programs
+from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_supported
 from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, rule_constants
 
 __all__ = ["RULE_IDS", "quantize_triton", "QuantizedActivation"]
@@ -75,14 +75,6 @@ _SPLIT_AMAX_PER_THREAD = 64  # values a thread reads at a time for the amax
 _BLOCKS_PER_THREAD = 1
 # Extra launch options (benchmark sweeps: e.g. maxnreg).
 _EXTRA_LAUNCH: dict = {}
-# mse/mae: decide the 4/6 choice from cheap error estimates, the exact errors only for near ties
-# (False: always the exact errors, for comparisons; 2: never, which is wrong: tests show the
-# re-check matters).
-_FAST_ERRORS: bool | int = True
-# Whole rows: programs loop over rows (prefetching the next) instead of one row each.
-_PERSIST = os.environ.get("VLLM_FOUROVERSIX_QUANT_PERSIST", "0") not in ("", "0")
-_RESIDENT: dict = {}  # resident programs, per device and launch configuration
-_PERSISTENT_PROGRAMS: int | None = None  # tests: several rows a program on CPU
 _HW_CVT_OFF = os.environ.get("VLLM_FOUROVERSIX_NO_HW_CVT", "0") not in ("", "0")
 
 
@@ -259,64 +251,6 @@ def _cand_error(a_lo, a_hi, v_lo, v_hi, d1, d3h, RULE: tl.constexpr):
 
 
 @triton.jit
-def _err_fast(a_lo, a_hi, v_lo, v_hi, d1, RULE: tl.constexpr):
-    """A candidate's block error with every dequantized value taken as v * d1 (one FMA a
-    value) and summed in FMA order: within :func:`_err_bound` of the SPEC's error."""
-    # a - v * d1 = -(v * d1 - a) exactly (rounding is symmetric), and only its square or
-    # magnitude counts: negating d1 once a block saves negating a once a value.
-    nd = -d1[:, None]
-    e_lo = tl.fma(v_lo, nd, a_lo)
-    e_hi = tl.fma(v_hi, nd, a_hi)
-    l0, l1, l2, l3, l4, l5, l6, l7 = _unpack8(e_lo)
-    h0, h1, h2, h3, h4, h5, h6, h7 = _unpack8(e_hi)
-    if RULE == 2:  # mse
-        s = l0 * l0
-        s = tl.fma(l1, l1, s)
-        s = tl.fma(l2, l2, s)
-        s = tl.fma(l3, l3, s)
-        s = tl.fma(l4, l4, s)
-        s = tl.fma(l5, l5, s)
-        s = tl.fma(l6, l6, s)
-        s = tl.fma(l7, l7, s)
-        s = tl.fma(h0, h0, s)
-        s = tl.fma(h1, h1, s)
-        s = tl.fma(h2, h2, s)
-        s = tl.fma(h3, h3, s)
-        s = tl.fma(h4, h4, s)
-        s = tl.fma(h5, h5, s)
-        s = tl.fma(h6, h6, s)
-        s = tl.fma(h7, h7, s)
-    else:  # mae
-        s = tl.abs(l0) + tl.abs(l1)
-        s = s + tl.abs(l2)
-        s = s + tl.abs(l3)
-        s = s + tl.abs(l4)
-        s = s + tl.abs(l5)
-        s = s + tl.abs(l6)
-        s = s + tl.abs(l7)
-        s = s + tl.abs(h0)
-        s = s + tl.abs(h1)
-        s = s + tl.abs(h2)
-        s = s + tl.abs(h3)
-        s = s + tl.abs(h4)
-        s = s + tl.abs(h5)
-        s = s + tl.abs(h6)
-        s = s + tl.abs(h7)
-    return s
-
-
-@triton.jit
-def _err_bound(err, d1, RULE: tl.constexpr):
-    """A bound on |_err_fast - the SPEC's error| (docs/hopper.md derives it: with u = 2^-24,
-    at most 99u d1^2 + 128u err for mse and 394u d1 + 27u err for mae; here about 2x that).
-    Needs d1 >= 2^-40 (no underflow in the squares); the caller checks."""
-    if RULE == 2:
-        return (d1 * d1 + err) * 1.52587890625e-05  # 2^-16
-    else:
-        return d1 * 6.103515625e-05 + err * 3.814697265625e-06  # 2^-14, 2^-18
-
-
-@triton.jit
 def _pack_codes(v):
     """E2M1 values v [B, 8] (fp32 >= 0) -> one int32 word [B] with element j's magnitude
     code (0..7) in bits 4j..4j+2.
@@ -340,16 +274,6 @@ def _sign_bits(x):
 
 
 @triton.jit
-def _same_codes(w6, w4):
-    """Per word pair of packed magnitude codes: whether every map-to-4 code is 0, 1, 2 or 4
-    (codes 0, 2, 4, 6) and the map-to-6 code is 1.5 times it (0, 3, 5, 7: the code + 1
-    unless 0). With s4 = 1.5 s that is the same dequantized value everywhere."""
-    even = (w4 & 0x11111111) == 0
-    nz = ((w4 >> 1) | (w4 >> 2)) & 0x11111111  # 1 in each nonzero nibble (given even codes)
-    return even & (w6 == w4 + nz)
-
-
-@triton.jit
 def _load_tile(x_row, blk0, nb, CB: tl.constexpr):
     """Blocks blk0 .. blk0+CB-1 of a row (those below nb) as two [CB, 8] halves in the
     input's dtype (each thread: whole blocks)."""
@@ -364,18 +288,17 @@ def _load_tile(x_row, blk0, nb, CB: tl.constexpr):
 @triton.jit
 def _candidate(a_lo, a_hi, bmax_m, enc, dec, amax, EXPAND: tl.constexpr, HW_CVT: tl.constexpr,
                CLAMP: tl.constexpr = True):
-    """One candidate: its block scale (float, byte, d1), the reciprocal and the E2M1 values."""
+    """One candidate: its block scale (float, byte, d1) and the E2M1 values."""
     sf, sbyte, inv, d1 = _scale(bmax_m, enc, dec, amax, EXPAND, HW_CVT)
     inv2 = inv[:, None]
-    return sf, sbyte, d1, inv, _e2m1_round(a_lo * inv2, CLAMP), _e2m1_round(a_hi * inv2, CLAMP)
+    return sf, sbyte, d1, _e2m1_round(a_lo * inv2, CLAMP), _e2m1_round(a_hi * inv2, CLAMP)
 
 
 @triton.jit
 def _quant_tile(
-    x_lo, x_hi, x_row, data_row, scales_row, deq_row, blk0, nb, amax, enc, dec,
+    x_lo, x_hi, data_row, scales_row, deq_row, blk0, nb, amax, enc, dec,
     CB: tl.constexpr, RULE: tl.constexpr, M: tl.constexpr,
-    WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
-    FAST_ERRORS: tl.constexpr,
+    WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr, AMAX_IS_MAX: tl.constexpr,
 ):
     blk = blk0 + tl.arange(0, CB)
     bmask = blk < nb
@@ -389,71 +312,26 @@ def _quant_tile(
         bmax_m = bmax * 0.25  # exact: equals the correctly rounded bmax / 4
     else:
         bmax_m = _div3(bmax) * 0.5  # M = 6: the correctly rounded bmax / 6
-    # mse/mae: the 4/6 choice from cheap error estimates (see below)
-    fast: tl.constexpr = FAST_ERRORS >= 1 and (RULE == 2 or RULE == 3)
-    # There the E2M1 rounding skips the clamp at 6: with a normal E4M3 scale (s >= 2^-6)
-    # and bmax <= amax, y < 6.4 (map-to-6) and y < 4.3 (map-to-4) round to at most 6
-    # anyway; blocks without both take the exact path below, clamped.
-    sf, sbyte, d1, inv, v_lo, v_hi = _candidate(a_lo, a_hi, bmax_m, enc, dec, amax, False, HW_CVT, not fast)
+    # Mapping to 4 with bmax <= amax (AMAX_IS_MAX), y < 4 * 1.5 (the largest ratio of an
+    # E4M3 value to the number it rounds from, subnormals included) rounds to at most 6
+    # anyway: no clamp. Mapping to 6 can reach y >= 7 with a subnormal scale.
+    sf, sbyte, d1, v_lo, v_hi = _candidate(a_lo, a_hi, bmax_m, enc, dec, amax, False, HW_CVT,
+                                           M == 6 or not AMAX_IS_MAX)
     # Each candidate's codes are packed (two words a block) as soon as its error is known:
-    # the E2M1 values need not stay in registers for the choice.
+    # its E2M1 values need not stay in registers for the choice.
     w_lo = _pack_codes(v_lo)
     w_hi = _pack_codes(v_hi)
     if RULE >= 2:
-        if fast:
-            e6 = _err_fast(a_lo, a_hi, v_lo, v_hi, d1, RULE)
-        else:
-            e6 = _cand_error(a_lo, a_hi, v_lo, v_hi, d1, _d3h(sf, amax), RULE)
+        e6 = _cand_error(a_lo, a_hi, v_lo, v_hi, d1, _d3h(sf, amax), RULE)
         if WRITE_DEQ:
             v6_lo = v_lo
             v6_hi = v_hi
-        sf4, sbyte4, d14, inv4, v_lo, v_hi = _candidate(a_lo, a_hi, bmax_m, enc, dec, amax, True, HW_CVT, not fast)
-        w4_lo = _pack_codes(v_lo)
-        w4_hi = _pack_codes(v_hi)
-        if fast:
-            # Errors from v * d1 (2 instructions a value instead of 7) decide wherever they
-            # are further apart than their error bounds; blocks whose two candidates
-            # dequantize identically are ties (map-to-6); zero blocks are ties too. Any
-            # other block (a near tie: about 1 in 5,000 for Gaussian data; a tiny or
-            # saturated scale; see docs/hopper.md) sends the whole tile through the exact,
-            # clamped path: a branch every thread takes or none does.
-            e4 = _err_fast(a_lo, a_hi, v_lo, v_hi, d14, RULE)
-            tie = _same_codes(w_lo, w4_lo) & _same_codes(w_hi, w4_hi) & (sf4 == sf * 1.5)
-            apart = tl.abs(e6 - e4) > _err_bound(e6, d1, RULE) + _err_bound(e4, d14, RULE)
-            pick4 = (e4 < e6) & ~tie
-            # d1 >= 2^-40: no underflow in the estimates; s >= 2^-6 and bmax <= amax: no clamp
-            ok = (d1 >= 9.094947017729282e-13) & (sf >= 0.015625) & (bmax <= amax)
-            sure = (bmax == 0.0) | (ok & (tie | apart))
-            if FAST_ERRORS == 1 and tl.max((~sure).to(tl.int32), axis=0) != 0:
-                # x read again (from cache) rather than kept in registers across the branch;
-                # y again as fma(a, inv, 0) (= a * inv): not the same expression as above, so
-                # that the compiler does not keep those products alive either
-                t_lo, t_hi = _load_tile(x_row, blk0, nb, CB)
-                a_lo = tl.abs(t_lo.to(tl.float32))
-                a_hi = tl.abs(t_hi.to(tl.float32))
-                inv2 = inv[:, None]
-                v6c_lo = _e2m1_round(tl.fma(a_lo, inv2, 0.0))
-                v6c_hi = _e2m1_round(tl.fma(a_hi, inv2, 0.0))
-                inv42 = inv4[:, None]
-                v_lo = _e2m1_round(tl.fma(a_lo, inv42, 0.0))
-                v_hi = _e2m1_round(tl.fma(a_hi, inv42, 0.0))
-                err6 = _cand_error(a_lo, a_hi, v6c_lo, v6c_hi, d1, _d3h(sf, amax), RULE)
-                err4 = _cand_error(a_lo, a_hi, v_lo, v_hi, d14, _d3h(sf4, amax), RULE)
-                pick4 = err4 < err6
-                w_lo = _pack_codes(v6c_lo)
-                w_hi = _pack_codes(v6c_hi)
-                w4_lo = _pack_codes(v_lo)
-                w4_hi = _pack_codes(v_hi)
-                if WRITE_DEQ:
-                    v6_lo = v6c_lo
-                    v6_hi = v6c_hi
-        else:
-            # abs_max (a max rounds nothing: exact in 5 instructions a value), or every rule
-            # exactly (FAST_ERRORS off)
-            e4 = _cand_error(a_lo, a_hi, v_lo, v_hi, d14, _d3h(sf4, amax), RULE)
-            pick4 = e4 < e6  # ties go to map-to-6
-        w_lo = tl.where(pick4, w4_lo, w_lo)
-        w_hi = tl.where(pick4, w4_hi, w_hi)
+        sf4, sbyte4, d14, v_lo, v_hi = _candidate(a_lo, a_hi, bmax_m, enc, dec, amax, True, HW_CVT,
+                                                  not AMAX_IS_MAX)
+        e4 = _cand_error(a_lo, a_hi, v_lo, v_hi, d14, _d3h(sf4, amax), RULE)
+        pick4 = e4 < e6  # ties go to map-to-6
+        w_lo = tl.where(pick4, _pack_codes(v_lo), w_lo)
+        w_hi = tl.where(pick4, _pack_codes(v_hi), w_hi)
         sbyte = tl.where(pick4, sbyte4, sbyte)
         if WRITE_DEQ:
             p2 = pick4[:, None]
@@ -485,38 +363,22 @@ def _quant_tile(
 @triton.jit
 def _quantize_kernel(
     x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr,
-    R, K, stride_x, stride_deq,
+    K, stride_x, stride_deq,
     RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr,
     ROW_AMAX: tl.constexpr, AMAX_PER_ROW: tl.constexpr, NUM_CHUNKS: tl.constexpr, CB: tl.constexpr,
     WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
     LAUNCH_DEPENDENTS: tl.constexpr = False, SPLIT: tl.constexpr = False, AMAX_TILE: tl.constexpr = 1024,
-    AMAX_ITERS: tl.constexpr = 1, FAST_ERRORS: tl.constexpr = 1, PERSIST: tl.constexpr = False,
+    AMAX_ITERS: tl.constexpr = 1, AMAX_IS_MAX: tl.constexpr = False,
 ):
     """Program (row, c): row ``row``; all its NUM_CHUNKS chunks of CB blocks, or with
     ``SPLIT`` only chunk c = program_id(1) (few rows: a row's chunks run in parallel,
     each program reading the whole row for the amax, AMAX_TILE values at a time,
-    AMAX_ITERS times). FAST_ERRORS: see :func:`_quant_tile`."""
+    AMAX_ITERS times). AMAX_IS_MAX: the amax is the true max of the row or tensor."""
     if LAUNCH_DEPENDENTS:
         # Let a GEMM launched with PDL start now: its launch and set-up overlap this
         # kernel, and it waits for this kernel's completion before reading the output.
         tl.extra.cuda.gdc_launch_dependents()
     nb = K // 16
-    if PERSIST:
-        # Whole rows, program p: rows p, p + G, p + 2G, ... (G programs, as many as are
-        # resident), each row's read issued before the previous row is computed.
-        G = tl.num_programs(0)
-        r = tl.program_id(0).to(tl.int64)
-        c_lo, c_hi = _load_tile(x_ptr + r * stride_x, 0, nb, CB)
-        for _ in range(tl.program_id(0), R, G):
-            nxt = r + G
-            n_lo, n_hi = _load_tile(x_ptr + nxt * stride_x, 0, tl.where(nxt < R, nb, 0), CB)
-            _whole_row(r, c_lo.to(tl.float32), c_hi.to(tl.float32), x_ptr, amax_ptr, data_ptr, scales_ptr,
-                       gs_ptr, deq_ptr, K, stride_x, stride_deq, RULE, M, MS, ROW_AMAX, AMAX_PER_ROW, CB,
-                       WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
-            r = nxt
-            c_lo = n_lo
-            c_hi = n_hi
-        return
     row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * stride_x
     data_row = data_ptr + row * (K // 2)
@@ -554,41 +416,16 @@ def _quantize_kernel(
             tl.store(gs_ptr, tl.div_rn(amax, MS))
     enc, dec = _enc_dec(amax, MS)
     if NUM_CHUNKS == 1:
-        _quant_tile(x_lo, x_hi, x_row, data_row, scales_row, deq_row, 0, nb, amax, enc, dec,
-                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
+        _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, 0, nb, amax, enc, dec,
+                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
     elif SPLIT:
-        _quant_tile(x_lo, x_hi, x_row, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
-                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
+        _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
+                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
     else:
         for c in range(NUM_CHUNKS):
             x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)
-            _quant_tile(x_lo.to(tl.float32), x_hi.to(tl.float32), x_row, data_row, scales_row, deq_row,
-                        c * CB, nb, amax, enc, dec, CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
-
-
-@triton.jit
-def _whole_row(
-    row, x_lo, x_hi, x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr, K, stride_x, stride_deq,
-    RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr, ROW_AMAX: tl.constexpr, AMAX_PER_ROW: tl.constexpr,
-    CB: tl.constexpr, WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
-    FAST_ERRORS: tl.constexpr,
-):
-    """Row ``row`` (int64) given whole as x_lo/x_hi (fp32): its amax and global scale, then the tile."""
-    nb = K // 16
-    if ROW_AMAX:
-        amax = tl.max(tl.max(tl.maximum(tl.abs(x_lo), tl.abs(x_hi)), axis=1), axis=0)
-        tl.store(gs_ptr + row, tl.div_rn(amax, MS))
-    elif AMAX_PER_ROW:
-        amax = tl.load(amax_ptr + row).to(tl.float32)
-        tl.store(gs_ptr + row, tl.div_rn(amax, MS))
-    else:
-        amax = tl.load(amax_ptr).to(tl.float32)
-        if row == 0:
-            tl.store(gs_ptr, tl.div_rn(amax, MS))
-    enc, dec = _enc_dec(amax, MS)
-    _quant_tile(x_lo, x_hi, x_ptr + row * stride_x, data_ptr + row * (K // 2), scales_ptr + row * nb,
-                deq_ptr + row * stride_deq, 0, nb, amax, enc, dec,
-                CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, FAST_ERRORS)
+            _quant_tile(x_lo.to(tl.float32), x_hi.to(tl.float32), data_row, scales_row, deq_row,
+                        c * CB, nb, amax, enc, dec, CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
 
 
 @triton.jit
@@ -724,24 +561,14 @@ def quantize_triton(
     # split: the amax read's tile (else unused: the default, so as not to add compiled variants)
     amax_tile = min(triton.next_power_of_2(K), num_warps * 32 * _SPLIT_AMAX_PER_THREAD) if split else 1024
     args = (x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
-            dummy if deq is None else deq, R, K, x.stride(0), 0 if deq is None else deq.stride(0))
+            dummy if deq is None else deq, K, x.stride(0), 0 if deq is None else deq.stride(0))
     meta = dict(
         RULE=RULE_IDS[rule], M=c.M, MS=c.MS, ROW_AMAX=per_row and not amax_per_row, AMAX_PER_ROW=amax_per_row,
         NUM_CHUNKS=chunks, CB=cb,
         WRITE_PACKED=write_packed, WRITE_DEQ=deq is not None, HW_CVT=_hw_cvt(dev),
         LAUNCH_DEPENDENTS=launch_dependents and pdl_supported(dev),
         SPLIT=split, AMAX_TILE=amax_tile, AMAX_ITERS=triton.cdiv(K, amax_tile) if split else 1,
-        FAST_ERRORS=int(_FAST_ERRORS), num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
+        AMAX_IS_MAX=amax is None, num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
     )
-    if chunks == 1 and _PERSIST:
-        # Whole rows: programs loop over rows, as many programs as are resident at once
-        # (known once the kernel is compiled: the first launch gives every row its own).
-        meta["PERSIST"] = True
-        key = (dev.index, *meta.values())
-        progs = _PERSISTENT_PROGRAMS or _RESIDENT.get(key, R)
-        kernel = _quantize_kernel[(max(1, min(R, progs)),)](*args, **meta)
-        if key not in _RESIDENT and kernel is not None and dev.type == "cuda":
-            _RESIDENT[key] = resident_programs(kernel, num_warps, dev)
-    else:
-        _quantize_kernel[(R, chunks if split else 1)](*args, **meta)
+    _quantize_kernel[(R, chunks if split else 1)](*args, **meta)
     return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
