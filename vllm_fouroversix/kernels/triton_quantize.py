@@ -166,21 +166,19 @@ def _e2m1_round(y, CLAMP: tl.constexpr = True):
 
 
 @triton.jit
-def _deq(v, d1, d2):
+def _deq(v, d1, d3h):
     """((q * s) * amax) / 1536 for E2M1 values v (fp32), from the per-block values
-    d1 = ((1 * s) * amax) / 1536 and d2 = 2 * (d3 / 2 - d1), d3 = ((3 * s) * amax) / 1536.
+    d1 = ((1 * s) * amax) / 1536 and d3h = (((3 * s) * amax) / 1536) / 2.
 
     q * s is exact, and q is 2^k (q = 0.5, 1, 2, 4) or 3 * 2^k (q = 1.5, 3, 6):
-    scaling by a power of two commutes with every rounding (no subnormals), so the
-    SPEC's per-element expression is p * d1 or p * d3 / 2 bit for bit, with p = v with
-    its mantissa bit cleared (2^k, or 2^(k+1) for q = 3 * 2^k): 2 divisions a block
-    instead of 16. Here as p * d1 + m * d2 with m = v - p (0, or p / 2): exact (m * d2
-    is p * (d3 / 2 - d1), and the sum p * d3 / 2 is representable), and it selects
-    with floating-point operations instead of a bit test and a select (Hopper's
-    integer/compare pipe issues at half the FP32 rate and is this kernel's bottleneck).
+    scaling by a power of two commutes with every rounding (no subnormals), so
+    this equals the SPEC's per-element expression bit for bit with 2 divisions
+    a block instead of 16. v with its mantissa bit cleared is 2^k (q = 2^k) or
+    2^(k+1) (q = 3 * 2^k, hence d3 / 2).
     """
-    p = (v.to(tl.int32, bitcast=True) & 0x7F800000).to(tl.float32, bitcast=True)
-    return tl.fma(v - p, d2, p * d1)
+    vb = v.to(tl.int32, bitcast=True)
+    p2 = (vb & 0x7F800000).to(tl.float32, bitcast=True)
+    return p2 * tl.where((vb & 0x400000) != 0, d3h, d1)
 
 
 @triton.jit
@@ -240,10 +238,10 @@ def _d3h(sf, amax):
 
 @triton.jit
 def _cand_error(a_lo, a_hi, v_lo, v_hi, d1, d3h, RULE: tl.constexpr):
-    d2 = (2.0 * (d3h - d1))[:, None]  # exact: d1 <= d3 / 2 <= 2 d1 (Sterbenz), times 2
     d1 = d1[:, None]
-    e_lo = _deq(v_lo, d1, d2) - a_lo
-    e_hi = _deq(v_hi, d1, d2) - a_hi
+    d3h = d3h[:, None]
+    e_lo = _deq(v_lo, d1, d3h) - a_lo
+    e_hi = _deq(v_hi, d1, d3h) - a_hi
     if RULE == 2:  # mse
         return _seq8(e_lo * e_lo + e_hi * e_hi)
     elif RULE == 3:  # mae
