@@ -74,7 +74,8 @@ def test_quantizer_amax_override_interpreted():
     row_amax = x.float().abs().amax(-1) * torch.tensor([1.0, 2.0, 0.5, 1.25, 3.0])  # above and below each row's
     for rule in ("mse", "abs_max", "static_6"):
         for per_row, amax in ((True, row_amax), (True, 2.0), (False, torch.tensor(1.5))):
-            q = tq.quantize_triton(x, rule, per_row=per_row, amax=amax, dequant_dtype=torch.bfloat16)
+            q = tq.quantize_triton(x, rule, per_row=per_row, amax=amax,
+                                   dequant_dtype=torch.bfloat16)
             r = nvfp4.quantize(x, rule, per_row=per_row, amax=amax)
             _assert_quant_equal(q, r, per_row)
     with pytest.raises(ValueError, match="5 rows"):
@@ -120,22 +121,36 @@ def test_quantizer_split_rows_interpreted(monkeypatch):
     for rule in ("mse", "abs_max", "static_6"):
         for per_row, amax in ((True, None), (True, torch.tensor([0.5, 4.0, 1.0])), (False, None),
                               (False, torch.tensor(3.0))):
-            q = tq.quantize_triton(x, rule, per_row=per_row, amax=amax, dequant_dtype=torch.bfloat16)
+            q = tq.quantize_triton(x, rule, per_row=per_row, amax=amax,
+                                   dequant_dtype=torch.bfloat16)
             _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=per_row, amax=amax), per_row)
 
 
 # 16-value rows (one block each, its max the row's amax) whose 4/6 choice an error computed
 # in another FP32 order (v * d1 in one FMA a value, summed by FMAs) gets wrong: found by a
-# search over 200,000 Gaussian bf16 blocks (docs/hopper.md, run 15).
+# search over 200,000 Gaussian bf16 blocks (benchmarks/hopper.md, run 15).
 _NEAR_TIE_BLOCKS = [
-    [1.328125, -0.9453125, 1.0234375, 0.330078125, -0.45703125, 0.28125, 0.8828125, 0.79296875, 3.625, 0.921875, -1.7265625, 1.6640625, -0.036376953125, -0.87890625, 0.38671875, 0.396484375],
-    [0.40234375, -1.4375, -0.076171875, 1.7265625, -1.8671875, 0.546875, -0.3125, -0.490234375, -0.2578125, -0.578125, 0.25390625, 0.455078125, 1.8203125, -0.1396484375, 0.296875, 0.34375],
-    [-0.5, 1.4609375, -0.66015625, -1.078125, 0.59765625, 0.984375, -0.447265625, -0.51171875, 1.609375, -1.2890625, -0.314453125, -0.345703125, 0.0595703125, 0.76953125, -0.2451171875, -0.68359375],
-    [-0.31640625, -0.3515625, 1.203125, -0.1787109375, 0.5234375, 0.357421875, -0.228515625, 0.953125, -0.66796875, 0.333984375, 0.39453125, 0.251953125, -0.21484375, -0.365234375, 0.341796875, -0.376953125],
-    [1.296875, 0.46484375, 0.8359375, -0.498046875, -0.515625, -1.75, -0.388671875, 0.30078125, -1.2578125, -1.4375, -1.25, 1.046875, 0.412109375, 0.5234375, -1.0625, -0.1396484375],
-    [0.0087890625, -0.375, 0.515625, 2.125, 1.5546875, 1.640625, 0.0419921875, -0.5234375, -1.09375, 0.97265625, 0.62890625, -1.0859375, 0.6953125, 0.66015625, -0.546875, -0.98828125],
-    [1.1484375, 0.35546875, -0.294921875, -0.6328125, 1.8671875, -0.5234375, 0.69140625, 0.0927734375, 1.6015625, -0.026123046875, 0.61328125, -0.8125, 2.40625, 0.515625, 0.00396728515625, 0.56640625],
-    [-0.294921875, -0.63671875, 0.0556640625, -0.0059814453125, 1.03125, -0.392578125, 1.375, -0.796875, 0.8203125, 0.2392578125, 0.380859375, 0.81640625, 0.53125, 0.044677734375, -0.328125, -0.94921875],
+    [1.328125, -0.9453125, 1.0234375, 0.330078125, -0.45703125, 0.28125, 0.8828125, 0.79296875,
+     3.625, 0.921875, -1.7265625, 1.6640625, -0.036376953125, -0.87890625, 0.38671875,
+     0.396484375],
+    [0.40234375, -1.4375, -0.076171875, 1.7265625, -1.8671875, 0.546875, -0.3125, -0.490234375,
+     -0.2578125, -0.578125, 0.25390625, 0.455078125, 1.8203125, -0.1396484375, 0.296875, 0.34375],
+    [-0.5, 1.4609375, -0.66015625, -1.078125, 0.59765625, 0.984375, -0.447265625, -0.51171875,
+     1.609375, -1.2890625, -0.314453125, -0.345703125, 0.0595703125, 0.76953125, -0.2451171875,
+     -0.68359375],
+    [-0.31640625, -0.3515625, 1.203125, -0.1787109375, 0.5234375, 0.357421875, -0.228515625,
+     0.953125, -0.66796875, 0.333984375, 0.39453125, 0.251953125, -0.21484375, -0.365234375,
+     0.341796875, -0.376953125],
+    [1.296875, 0.46484375, 0.8359375, -0.498046875, -0.515625, -1.75, -0.388671875, 0.30078125,
+     -1.2578125, -1.4375, -1.25, 1.046875, 0.412109375, 0.5234375, -1.0625, -0.1396484375],
+    [0.0087890625, -0.375, 0.515625, 2.125, 1.5546875, 1.640625, 0.0419921875, -0.5234375,
+     -1.09375, 0.97265625, 0.62890625, -1.0859375, 0.6953125, 0.66015625, -0.546875, -0.98828125],
+    [1.1484375, 0.35546875, -0.294921875, -0.6328125, 1.8671875, -0.5234375, 0.69140625,
+     0.0927734375, 1.6015625, -0.026123046875, 0.61328125, -0.8125, 2.40625, 0.515625,
+     0.00396728515625, 0.56640625],
+    [-0.294921875, -0.63671875, 0.0556640625, -0.0059814453125, 1.03125, -0.392578125, 1.375,
+     -0.796875, 0.8203125, 0.2392578125, 0.380859375, 0.81640625, 0.53125, 0.044677734375,
+     -0.328125, -0.94921875],
 ]
 
 
@@ -155,10 +170,11 @@ def test_quantizer_ties_interpreted():
     # rounding), zero and tiny blocks (subnormal scales: the clamped rounding), in every amax
     # mode (a given amax below a row's max: the map-to-4 rounding is clamped too).
     x = torch.cat([_tie_heavy_acts(4, 128, seed=3), _acts((4, 128), seed=4),
-                   torch.tensor(_NEAR_TIE_BLOCKS).repeat(1, 8).bfloat16()])  # each block 8 times a row
+                   torch.tensor(_NEAR_TIE_BLOCKS).repeat(1, 8).bfloat16()])  # 8 times a row
     for rule in ("mse", "mae", "abs_max", "static_4"):
         for per_row, amax in ((True, None), (True, 1.5), (False, None)):
-            q = tq.quantize_triton(x, rule, per_row=per_row, amax=amax, dequant_dtype=torch.bfloat16)
+            q = tq.quantize_triton(x, rule, per_row=per_row, amax=amax,
+                                   dequant_dtype=torch.bfloat16)
             _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=per_row, amax=amax), per_row)
 
 
@@ -465,7 +481,8 @@ def test_quantizer_ties_gpu():
                    torch.tensor(_NEAR_TIE_BLOCKS).repeat(32, 256).bfloat16()])
     for rule in ("mse", "mae", "abs_max", "static_4"):
         for per_row, amax in ((True, None), (True, 1.5), (False, None)):
-            q = tq.quantize_triton(x.cuda(), rule, per_row=per_row, amax=amax, dequant_dtype=torch.bfloat16)
+            q = tq.quantize_triton(x.cuda(), rule, per_row=per_row, amax=amax,
+                                   dequant_dtype=torch.bfloat16)
             _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=per_row, amax=amax), per_row)
 
 

@@ -261,16 +261,17 @@ def _pack_codes(v):
     """
     c = (v * 1.1754943508222875e-38).to(tl.int32, bitcast=True)  # 2^-126
     c0, c1, c2, c3, c4, c5, c6, c7 = _unpack8(c)
-    return (c0 >> 22) + (c1 >> 18) + (c2 >> 14) + (c3 >> 10) + (c4 >> 6) + (c5 >> 2) + (c6 << 2) + (c7 << 6)
+    w = (c0 >> 22) + (c1 >> 18) + (c2 >> 14) + (c3 >> 10)
+    return w + (c4 >> 6) + (c5 >> 2) + (c6 << 2) + (c7 << 6)
 
 
 @triton.jit
 def _sign_bits(x):
     """x [B, 8] -> int32 word [B] with bit 4j + 3 set where x_j < 0 (not -0.0)."""
     n0, n1, n2, n3, n4, n5, n6, n7 = _unpack8(x < 0.0)
-    w = tl.where(n0, 0x8, 0) | tl.where(n1, 0x80, 0) | tl.where(n2, 0x800, 0) | tl.where(n3, 0x8000, 0)
-    w = w | tl.where(n4, 0x80000, 0) | tl.where(n5, 0x800000, 0) | tl.where(n6, 0x8000000, 0)
-    return w | tl.where(n7, -2147483648, 0)
+    w = tl.where(n0, 0x8, 0) | tl.where(n1, 0x80, 0) | tl.where(n2, 0x800, 0)
+    w = w | tl.where(n3, 0x8000, 0) | tl.where(n4, 0x80000, 0) | tl.where(n5, 0x800000, 0)
+    return w | tl.where(n6, 0x8000000, 0) | tl.where(n7, -2147483648, 0)
 
 
 @triton.jit
