@@ -164,6 +164,14 @@ def _tie_heavy_acts(rows, K, seed):
     return x.bfloat16()
 
 
+def _check_ties(x, dev):
+    for rule in ("mse", "mae", "abs_max", "static_4"):
+        for per_row, amax in ((True, None), (True, 1.5), (False, None)):
+            q = tq.quantize_triton(x.to(dev), rule, per_row=per_row, amax=amax,
+                                   dequant_dtype=torch.bfloat16)
+            _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=per_row, amax=amax), per_row)
+
+
 @interpret
 def test_quantizer_ties_interpreted():
     # Exact and near ties between the 4/6 candidates (the choice rests on the errors' exact FP32
@@ -171,11 +179,7 @@ def test_quantizer_ties_interpreted():
     # mode (a given amax below a row's max: the map-to-4 rounding is clamped too).
     x = torch.cat([_tie_heavy_acts(4, 128, seed=3), _acts((4, 128), seed=4),
                    torch.tensor(_NEAR_TIE_BLOCKS).repeat(1, 8).bfloat16()])  # 8 times a row
-    for rule in ("mse", "mae", "abs_max", "static_4"):
-        for per_row, amax in ((True, None), (True, 1.5), (False, None)):
-            q = tq.quantize_triton(x, rule, per_row=per_row, amax=amax,
-                                   dequant_dtype=torch.bfloat16)
-            _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=per_row, amax=amax), per_row)
+    _check_ties(x, "cpu")
 
 
 @triton.jit
@@ -479,11 +483,7 @@ def test_quantizer_ties_gpu():
     # As test_quantizer_ties_interpreted, at K = 4096 (one block a thread, 8 warps a row).
     x = torch.cat([_tie_heavy_acts(512, 4096, seed=5), _acts((1024, 4096), seed=6),
                    torch.tensor(_NEAR_TIE_BLOCKS).repeat(32, 256).bfloat16()])
-    for rule in ("mse", "mae", "abs_max", "static_4"):
-        for per_row, amax in ((True, None), (True, 1.5), (False, None)):
-            q = tq.quantize_triton(x.cuda(), rule, per_row=per_row, amax=amax,
-                                   dequant_dtype=torch.bfloat16)
-            _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=per_row, amax=amax), per_row)
+    _check_ties(x, "cuda")
 
 
 @pytest.mark.gpu

@@ -276,13 +276,12 @@ def _sign_bits(x):
 
 @triton.jit
 def _load_tile(x_row, blk0, nb, CB: tl.constexpr):
-    """Blocks blk0 .. blk0+CB-1 of a row (those below nb) as two [CB, 8] halves in the
-    input's dtype (each thread: whole blocks)."""
+    """Blocks blk0 .. blk0+CB-1 of a row as two [CB, 8] fp32 halves (each thread: whole blocks)."""
     blk = blk0 + tl.arange(0, CB)
     offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
     m2 = (blk < nb)[:, None]
-    x_lo = tl.load(x_row + offs, mask=m2, other=0.0)
-    x_hi = tl.load(x_row + offs + 8, mask=m2, other=0.0)
+    x_lo = tl.load(x_row + offs, mask=m2, other=0.0).to(tl.float32)
+    x_hi = tl.load(x_row + offs + 8, mask=m2, other=0.0).to(tl.float32)
     return x_lo, x_hi
 
 
@@ -379,21 +378,17 @@ def _quantize_kernel(
         # Let a GEMM launched with PDL start now: its launch and set-up overlap this
         # kernel, and it waits for this kernel's completion before reading the output.
         tl.extra.cuda.gdc_launch_dependents()
-    nb = K // 16
     row = tl.program_id(0).to(tl.int64)
+    nb = K // 16
     x_row = x_ptr + row * stride_x
     data_row = data_ptr + row * (K // 2)
     scales_row = scales_ptr + row * nb
     deq_row = deq_ptr + row * stride_deq
     if NUM_CHUNKS == 1:
         x_lo, x_hi = _load_tile(x_row, 0, nb, CB)  # the whole row in registers: one read
-        x_lo = x_lo.to(tl.float32)
-        x_hi = x_hi.to(tl.float32)
     elif SPLIT:
         c = tl.program_id(1)
         x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)  # this program's chunk, read with the amax's
-        x_lo = x_lo.to(tl.float32)
-        x_hi = x_hi.to(tl.float32)
     # The amax: of this row (ROW_AMAX), given for this row (AMAX_PER_ROW, e.g. reduced
     # over tensor-parallel ranks), or one for the tensor; its global scale amax / MS.
     if ROW_AMAX:
@@ -425,8 +420,8 @@ def _quantize_kernel(
     else:
         for c in range(NUM_CHUNKS):
             x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)
-            _quant_tile(x_lo.to(tl.float32), x_hi.to(tl.float32), data_row, scales_row, deq_row,
-                        c * CB, nb, amax, enc, dec, CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
+            _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
+                        CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
 
 
 @triton.jit
@@ -561,9 +556,10 @@ def quantize_triton(
     num_warps = max(1, min(16, cb // (32 * _BLOCKS_PER_THREAD)))
     # split: the amax read's tile (else unused: the default, so as not to add compiled variants)
     amax_tile = min(triton.next_power_of_2(K), num_warps * 32 * _SPLIT_AMAX_PER_THREAD) if split else 1024
-    args = (x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
-            dummy if deq is None else deq, K, x.stride(0), 0 if deq is None else deq.stride(0))
-    meta = dict(
+    _quantize_kernel[(R, chunks if split else 1)](
+        x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
+        dummy if deq is None else deq,
+        K, x.stride(0), 0 if deq is None else deq.stride(0),
         RULE=RULE_IDS[rule], M=c.M, MS=c.MS, ROW_AMAX=per_row and not amax_per_row, AMAX_PER_ROW=amax_per_row,
         NUM_CHUNKS=chunks, CB=cb,
         WRITE_PACKED=write_packed, WRITE_DEQ=deq is not None, HW_CVT=_hw_cvt(dev),
@@ -571,5 +567,4 @@ def quantize_triton(
         SPLIT=split, AMAX_TILE=amax_tile, AMAX_ITERS=triton.cdiv(K, amax_tile) if split else 1,
         AMAX_IS_MAX=amax is None, num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
     )
-    _quantize_kernel[(R, chunks if split else 1)](*args, **meta)
     return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
