@@ -23,6 +23,7 @@ import triton.language as tl  # noqa: E402
 from vllm_fouroversix import nvfp4  # noqa: E402
 from vllm_fouroversix.backends.base import ActivationQuant, QuantizedWeight  # noqa: E402
 from vllm_fouroversix.backends.triton import TritonBackend  # noqa: E402
+from vllm_fouroversix.kernels import gluon_gemm as gg  # noqa: E402
 from vllm_fouroversix.kernels import triton_gemm as tg  # noqa: E402
 from vllm_fouroversix.kernels import triton_prefill as tp  # noqa: E402
 from vllm_fouroversix.kernels import triton_quantize as tq  # noqa: E402
@@ -442,6 +443,18 @@ def test_select_config_by_m():
         assert tg.select_config(257, 28672, 4096, cpu, cublas_prefill=cublas).kind == "dq"
 
 
+def test_mma_warps_and_selection():
+    # K splits a CTA of the Gluon small-M kernel: 8 warps below N = 16384, 4 above, fewer
+    # when K does not divide (each warp takes 128-value K tiles), none when K is not a
+    # multiple of 512; never selected without a CUDA device (nor under the interpreter).
+    assert gg.mma_warps(4096, 4096) == 8 and gg.mma_warps(4096, 14336) == 8
+    assert gg.mma_warps(28672, 4096) == 4 and gg.mma_warps(4096, 1536) == 4
+    assert gg.mma_warps(4096, 1040) is None
+    assert not gg.available(torch.device("cpu"))
+    for M in range(1, 17):
+        assert tg.select_config(M, 4096, 4096, torch.device("cpu")).kind != "mma"
+
+
 def test_is_available_needs_cuda_8_or_9():
     assert not TritonBackend.is_available(torch.device("cpu"))
     if HAS_CUDA:
@@ -548,6 +561,36 @@ def test_gemv2_paths_gpu():
         ref = nvfp4.reference_linear(xo.cpu(), wq, None, act_quant=False).float()
         out = tg.fp4_gemm(xo, data, scales, gw, config=tg.GemmConfig("gemv2", BM=2, BN=32, BK=512)).float().cpu()
         torch.testing.assert_close(out, ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+
+
+@pytest.mark.gpu
+def test_mma_gemm_gpu():
+    # The Gluon small-M kernel (M 2..8, bf16): selected where available; N off the 16-row grid,
+    # K with 8 and 4 warps, a per-channel weight scale, bias, W4A4 per-row and per-tensor
+    # activation scales, an activation row stride larger than K; fp16 activations and a K that
+    # no warp count divides fall back to the Triton tiles with the same results.
+    if not gg.available(torch.device("cuda")):
+        pytest.skip("Gluon mma_v2 not available")
+    dev = torch.device("cuda")
+    for (N, K, warps) in [(200, 2048, 8), (4096, 1536, 4), (40, 1040, None)]:
+        wq = _weight(N, K, seed=N + K, per_row_gw=N == 200)
+        data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
+        bias = torch.randn(N).to(torch.bfloat16)
+        for M in (2, 3, 5, 8):
+            cfg = tg.select_config(M, N, K, dev)
+            assert (cfg.kind, cfg.num_warps) == ("mma", warps) if warps else cfg.kind != "mma"
+            x = _acts((M, K + 64), seed=M)[:, :K]  # row stride K + 64
+            ref = nvfp4.reference_linear(x.float(), wq, bias.float(), act_quant=False).float()
+            for dtype in (torch.bfloat16, torch.float16):
+                out = tg.fp4_gemm(x.to(dtype).cuda(), data, scales, gw, bias=bias.cuda()).float().cpu()
+                torch.testing.assert_close(out, ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+            for per_row in (True, False):
+                q = tq.quantize_triton(x.cuda(), "mse", per_row=per_row, write_packed=False,
+                                       dequant_dtype=torch.bfloat16)
+                out = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, bias=bias.cuda()).float().cpu()
+                ref4 = nvfp4.reference_linear(x, wq, bias, per_row=per_row).float()
+                torch.testing.assert_close(out, ref4, rtol=2 ** -7, atol=1e-3 * ref4.abs().max().item())
+    assert not tg._MMA_FAILED, tg._MMA_FAILED
 
 
 @pytest.mark.gpu
