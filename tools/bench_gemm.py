@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 SHAPES = [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]
-MS = [1, 16, 64, 256, 1024, 4096]
+MS = [1, 2, 4, 8, 16, 64, 256, 1024, 4096]
 RULES = ("mse", "mae", "abs_max", "static_6", "static_4")
 
 
