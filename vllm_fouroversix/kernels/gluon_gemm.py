@@ -41,6 +41,7 @@ try:  # Gluon is experimental: any Triton without it (or with another API) falls
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.language.nvidia.ampere import mma_v2
+    from triton.language.extra.cuda import gdc_wait
 
     _GLUON = True
 except Exception:  # noqa: BLE001 - ImportError or an API change inside gluon
@@ -137,6 +138,7 @@ if _GLUON:
         x_ptr, w_ptr, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
         M, N, K, stride_xm, stride_om, stride_w, stride_s, stride_ga,
         W: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
+        PDL: gl.constexpr = False,
     ):
         LA: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[W, 1, 1], instr_shape=[1, 16, 8])
         LW: gl.constexpr = _weight_layout(W)
@@ -153,7 +155,17 @@ if _GLUON:
         x_in = xm < M
         x_off = xm * stride_xm + xs * 128 + xk
         acc = gl.zeros([W, 16, 8], gl.float32, layout=LA)
-        for it in range(0, K // (128 * W)):
+        first = 0
+        if PDL:
+            # Launched as a programmatic dependent of the quantizer: the first weight tile
+            # does not depend on it and is read before waiting for it.
+            wp = gl.load(w_ptr + w_off, mask=w_in, other=0)
+            sc = gl.load(s_ptr + s_off, mask=s_in, other=0)
+            gdc_wait()
+            xv = gl.load(x_ptr + x_off, mask=x_in, other=0.0)
+            acc = _tile_mma(wp, sc, xv, acc, W, LB, LA, LX)
+            first = 1
+        for it in range(first, K // (128 * W)):
             wp = gl.load(w_ptr + w_off + it * (64 * W), mask=w_in, other=0)
             sc = gl.load(s_ptr + s_off + it * (8 * W), mask=s_in, other=0)
             xv = gl.load(x_ptr + x_off + it * (128 * W), mask=x_in, other=0.0)
@@ -179,15 +191,16 @@ if _GLUON:
 
 def fp4_mma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
                  ga: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, stride_ga: int, flags: dict,
-                 warps: int) -> torch.Tensor:
+                 warps: int, pdl: bool = False) -> torch.Tensor:
     """``out`` [M, N] = bf16 ``a`` [M <= 8, K] x the NVFP4 weight (``data`` [N, K/2],
     ``sbytes`` [N, K/16] uint8), with the epilogue operands as ``triton_prefill.epilogue_args``
-    returns them. K must be a multiple of 128 x ``warps`` (see :func:`mma_warps`)."""
+    returns them. K must be a multiple of 128 x ``warps`` (see :func:`mma_warps`). ``pdl``: launch
+    as a programmatic dependent of the kernel before it (sm_90+; see ``triton_gemm.fp4_gemm``)."""
     M, K = a.shape
     N = data.shape[0]
     if not _GLUON or M > MAX_M or a.dtype != torch.bfloat16 or K % (_K_TILE * warps):
         raise ValueError(f"fp4_mma_gemm cannot take M={M}, K={K}, {a.dtype}, {warps} warps")
     _fp4_mma_gemm_kernel[(triton.cdiv(N, 16),)](
         a, data, sbytes, gw, ga, bias, out, M, N, K, a.stride(0), out.stride(0), data.stride(0), sbytes.stride(0),
-        stride_ga, W=warps, **flags, num_warps=warps)
+        stride_ga, W=warps, **flags, num_warps=warps, **({"PDL": True, "launch_pdl": True} if pdl else {}))
     return out

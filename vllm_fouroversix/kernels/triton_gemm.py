@@ -877,7 +877,8 @@ def fp4_gemm(
         from vllm_fouroversix.kernels import gluon_gemm
 
         try:
-            return gluon_gemm.fp4_mma_gemm(a, data, sbytes, gw, ga, bias_t, out, stride_ga, ep, cfg.num_warps)
+            return gluon_gemm.fp4_mma_gemm(a, data, sbytes, gw, ga, bias_t, out, stride_ga, ep, cfg.num_warps,
+                                           pdl=pdl and pdl_supported(dev))
         except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
             if config is not None:
                 raise
