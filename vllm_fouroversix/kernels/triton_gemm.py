@@ -877,8 +877,12 @@ def fp4_gemm(
         from vllm_fouroversix.kernels import gluon_gemm
 
         try:
+            # PDL after the quantizer only for M <= 4 and K <= 8192 (run 16f, W4A4, us, PDL vs plain):
+            # 4096x4096 M = 2 9.9 vs 11.0, 28672x4096 M = 4 33.5 vs 35.7; but M = 8 (4096x4096
+            # 11.8 vs 11.3) and K = 14336 (M = 4 25.9 vs 23.7, M = 8 35.0 vs 24.4) were slower:
+            # the early, waiting CTAs hold the SMs the quantizer's programs need.
             return gluon_gemm.fp4_mma_gemm(a, data, sbytes, gw, ga, bias_t, out, stride_ga, ep, cfg.num_warps,
-                                           pdl=pdl and pdl_supported(dev))
+                                           pdl=pdl and pdl_supported(dev) and M <= 4 and K <= 8192)
         except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
             if config is not None:
                 raise
