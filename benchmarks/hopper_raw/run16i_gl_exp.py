@@ -1,0 +1,236 @@
+"""Small-M NVFP4 GEMM on ``mma.sync`` with the weight decoded straight into the MMA's
+A-operand registers (Gluon: Triton with explicit layouts). Used for 2 <= M <= 8.
+
+Triton's tensor-core tiles (``triton_gemm``, kind "tc") decode the weight in a blocked
+layout and convert it to the MMA operand layout through shared memory every K step;
+here the layouts are written out, so nothing goes through shared memory in the loop:
+
+- one CTA owns 16 weight rows; its W warps split K (warp s takes the 128-value K
+  tiles s, s + W, ...), each warp holding the [16, 128] tile as one m16n8k16 A
+  operand per 16-value K step, and the partial sums meet once at the end;
+- each thread loads 16 contiguous weight bytes of its two rows (rows g and g + 8 of
+  the MMA fragment) with one 16-byte load a row, decodes them with the same E2M1
+  PTX as the Triton kernels and multiplies by the E4M3 block scale (exact in bf16:
+  2 x 4 significant bits);
+- the dot product's K order is permuted, identically for the weight and the
+  activations (a sum does not depend on its order of terms up to FP32 rounding):
+  logical k = rl + 2t + 8e + 16rh + 64b holds the physical k = 32t + 16b + 4rh +
+  2rl + e of the tile (t: the lane's K group, b/rh/rl: its byte, e: the byte's
+  nibble), so that the decode's bf16x2 pairs (low nibbles of two adjacent bytes)
+  are exactly the operand's register pairs and each thread's activations are
+  32 contiguous values (four 16-byte loads).
+
+M <= 8 fits one n8 MMA column block (rows past M are read as zeros). H100, rotating
+weights (benchmarks/hopper.md, run 16): 4096x4096 M = 4 10.6 -> 8.2 us, 28672x4096
+41.5 -> 32.9 us; M = 1 stays on the GEMV (7.4 vs 8.2 us) and M = 16 on the "tc" tile
+(16 MMA columns doubled the activation work: 12.0 vs 10.6 us).
+
+Needs ``triton.experimental.gluon`` with ``mma_v2`` (Triton 3.5+) and sm_80+; nothing
+here runs under ``TRITON_INTERPRET``. :func:`available` says whether it can be used;
+``fp4_gemm`` falls back to the Triton tiles otherwise. No vLLM imports.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+from vllm_fouroversix.kernels.device import INTERPRET
+
+try:  # Gluon is experimental: any Triton without it (or with another API) falls back
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.ampere import mma_v2
+    from triton.language.extra.cuda import gdc_wait
+
+    _GLUON = True
+except Exception:  # noqa: BLE001 - ImportError or an API change inside gluon
+    _GLUON = False
+
+__all__ = ["available", "mma_warps", "fp4_mma_gemm", "MAX_M"]
+
+#: The largest M this kernel takes (one n8 MMA column block).
+MAX_M = 8
+_K_TILE = 128  # weights a warp takes per step (64 bytes a row)
+
+
+def available(device: torch.device) -> bool:
+    """Gluon with mma_v2 is importable, not interpreting, and the device is CUDA sm_80+."""
+    return (_GLUON and not INTERPRET and device.type == "cuda"
+            and torch.cuda.get_device_capability(device)[0] >= 8)
+
+
+def mma_warps(N: int, K: int) -> int | None:
+    """Warps a CTA (= K splits) for an N x K weight, or None when K does not divide.
+
+    Run 16 (H100): 8 warps where N < 16384 (256-384 CTAs of 16 rows), 4 where N is
+    larger (1792 CTAs at N = 28672: 8 warps there were 8-14% slower)."""
+    w = 4 if N >= 16384 else 8
+    while w >= 4:
+        if K % (_K_TILE * w) == 0:
+            return w
+        w //= 2
+    return None
+
+
+if _GLUON:
+    from vllm_fouroversix.kernels.triton_gemm import _decode_asm  # noqa
+
+    # The E2M1 decode of triton_gemm: 4 packed bytes -> the low nibbles of bytes 0/1 and
+    # 2/3, then the high nibbles, as bf16x2 (one b32 in, four out).
+    _DECODE = gl.constexpr(_decode_asm([f"fma.rn.bf16x2 ${i}, a, c126, nz;" for i in range(4)], "$4"))
+    # f16 variant: each nibble placed as an E4M3 byte (sign -> bit 7, magnitude code -> bits 2..4,
+    # whose value is then q * 2^-6 exactly), converted by the hardware two at a time.
+    _DECODE_F16 = gl.constexpr("""
+{
+.reg .b32 a, l, h;
+.reg .b16 l0, l1, h0, h1;
+shl.b32 a, $4, 2;
+shl.b32 l, $4, 4;
+lop3.b32 l, a, l, 0x1C1C1C1C, 0xE4;
+and.b32 l, l, 0x9C9C9C9C;
+shr.b32 a, $4, 2;
+lop3.b32 h, a, $4, 0x1C1C1C1C, 0xE4;
+and.b32 h, h, 0x9C9C9C9C;
+mov.b32 {l0, l1}, l;
+mov.b32 {h0, h1}, h;
+cvt.rn.f16x2.e4m3x2 $0, l0;
+cvt.rn.f16x2.e4m3x2 $1, l1;
+cvt.rn.f16x2.e4m3x2 $2, h0;
+cvt.rn.f16x2.e4m3x2 $3, h1;
+}
+""")
+
+    @gluon.constexpr_function
+    def _weight_layout(W):
+        # bytes [W, 16, 64] of one K tile: each thread 16 contiguous bytes (registers) of rows
+        # g and g + 8 (lanes 4-31 and a register), at byte 16t (lanes 0-1); warp s = K split.
+        return gl.DistributedLinearLayout(
+            [[0, 0, 1], [0, 0, 2], [0, 0, 4], [0, 0, 8], [0, 8, 0]],
+            [[0, 0, 16], [0, 0, 32], [0, 1, 0], [0, 2, 0], [0, 4, 0]],
+            [[1 << i, 0, 0] for i in range(W.bit_length() - 1)], [], [W, 16, 64])
+
+    @gluon.constexpr_function
+    def _block_layout(W):
+        # the same bytes as [W, 16, 8 (block), 8 (byte in the block)]
+        return gl.DistributedLinearLayout(
+            [[0, 0, 0, 1], [0, 0, 0, 2], [0, 0, 0, 4], [0, 0, 1, 0], [0, 8, 0, 0]],
+            [[0, 0, 2, 0], [0, 0, 4, 0], [0, 1, 0, 0], [0, 2, 0, 0], [0, 4, 0, 0]],
+            [[1 << i, 0, 0, 0] for i in range(W.bit_length() - 1)], [], [W, 16, 8, 8])
+
+    @gluon.constexpr_function
+    def _act_layout(W):
+        # activations [W, 8 (rows of a), 128 (physical k)]: 32 contiguous values a thread
+        return gl.DistributedLinearLayout(
+            [[0, 0, 1], [0, 0, 2], [0, 0, 4], [0, 0, 8], [0, 0, 16]],
+            [[0, 0, 32], [0, 0, 64], [0, 1, 0], [0, 2, 0], [0, 4, 0]],
+            [[1 << i, 0, 0] for i in range(W.bit_length() - 1)], [], [W, 8, 128])
+
+    @gluon.jit
+    def _idx3(D0: gl.constexpr, D1: gl.constexpr, D2: gl.constexpr, L: gl.constexpr):
+        """Index tensors [D0, 1, 1], [1, D1, 1], [1, 1, D2] in layout L."""
+        i0 = gl.arange(0, D0, layout=gl.SliceLayout(1, gl.SliceLayout(2, L)))
+        i1 = gl.arange(0, D1, layout=gl.SliceLayout(0, gl.SliceLayout(2, L)))
+        i2 = gl.arange(0, D2, layout=gl.SliceLayout(0, gl.SliceLayout(1, L)))
+        return (gl.expand_dims(gl.expand_dims(i0, 1), 2), gl.expand_dims(gl.expand_dims(i1, 0), 2),
+                gl.expand_dims(gl.expand_dims(i2, 0), 1))
+
+    @gluon.jit
+    def _tile_mma(wp, sc, xv, acc, W: gl.constexpr, LB: gl.constexpr, LA: gl.constexpr, LX: gl.constexpr,
+                  F16: gl.constexpr):
+        """acc += the [16, 128] weight tile (bytes wp, scale bytes sc) x the activations xv."""
+        if F16:
+            lo, hi = gl.inline_asm_elementwise(_DECODE_F16, "=r,=r,=r,=r,r", [wp], dtype=(gl.float16, gl.float16),
+                                               is_pure=True, pack=4)
+            s = gl.expand_dims(sc.to(gl.float8e4nv, bitcast=True).to(gl.float16) * 64.0, 3)
+        else:
+            lo, hi = gl.inline_asm_elementwise(_DECODE, "=r,=r,=r,=r,r", [wp], dtype=(gl.bfloat16, gl.bfloat16),
+                                               is_pure=True, pack=4)
+            s = gl.expand_dims(sc.to(gl.float8e4nv, bitcast=True).to(gl.bfloat16), 3)  # exact
+        lo = gl.convert_layout(gl.reshape(lo, [W, 16, 8, 8]), LB) * s  # q * s: exact in bf16
+        hi = gl.convert_layout(gl.reshape(hi, [W, 16, 8, 8]), LB) * s
+        # bytes [t, b, rh, rl] + nibble e -> logical k = rl + 2t + 8e + 16rh + 64b
+        lo = gl.reshape(lo, [W, 16, 4, 2, 4, 2])
+        hi = gl.reshape(hi, [W, 16, 4, 2, 4, 2])
+        a = gl.reshape(gl.permute(gl.join(lo, hi), [0, 1, 3, 4, 6, 2, 5]), [W, 16, 128])
+        a = gl.convert_layout(a, gl.DotOperandLayout(operand_index=0, parent=LA, k_width=2))
+        # activations at physical k = 32t + 16b + 4rh + 2rl + e, in the same logical order
+        xb = gl.permute(gl.reshape(xv, [W, 8, 4, 2, 4, 2, 2]), [0, 1, 3, 4, 6, 2, 5])
+        b = gl.permute(gl.reshape(xb, [W, 8, 128]), [0, 2, 1])
+        b = gl.convert_layout(b, gl.DotOperandLayout(operand_index=1, parent=LA, k_width=2))
+        return mma_v2(a, b, acc)
+
+    @gluon.jit
+    def _fp4_mma_gemm_kernel(
+        x_ptr, w_ptr, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
+        M, N, K, stride_xm, stride_om, stride_w, stride_s, stride_ga,
+        W: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
+        PDL: gl.constexpr = False, F16: gl.constexpr = False,
+    ):
+        LA: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[W, 1, 1], instr_shape=[1, 16, 8])
+        LW: gl.constexpr = _weight_layout(W)
+        LB: gl.constexpr = _block_layout(W)
+        LX: gl.constexpr = _act_layout(W)
+        n0 = gl.program_id(0) * 16
+        m0 = gl.program_id(1) * 8
+        x_ptr += m0 * stride_xm
+        out_ptr += m0 * stride_om
+        ga_ptr += m0 * stride_ga
+        M = M - m0
+        ws, wn, wj = _idx3(W, 16, 64, LW)
+        w_in = (n0 + wn) < N
+        w_off = (n0 + wn).to(gl.int64) * stride_w + ws * 64 + wj
+        ss, sn, sb = _idx3(W, 16, 8, gl.SliceLayout(3, LB))
+        s_in = (n0 + sn) < N
+        s_off = (n0 + sn).to(gl.int64) * stride_s + ss * 8 + sb
+        xs, xm, xk = _idx3(W, 8, 128, LX)
+        x_in = xm < M
+        x_off = xm * stride_xm + xs * 128 + xk
+        acc = gl.zeros([W, 16, 8], gl.float32, layout=LA)
+        first = 0
+        if PDL:
+            # Launched as a programmatic dependent of the quantizer: the first weight tile
+            # does not depend on it and is read before waiting for it.
+            wp = gl.load(w_ptr + w_off, mask=w_in, other=0)
+            sc = gl.load(s_ptr + s_off, mask=s_in, other=0)
+            gdc_wait()
+            xv = gl.load(x_ptr + x_off, mask=x_in, other=0.0)
+            acc = _tile_mma(wp, sc, xv, acc, W, LB, LA, LX, F16)
+            first = 1
+        for it in range(first, K // (128 * W)):
+            wp = gl.load(w_ptr + w_off + it * (64 * W), mask=w_in, other=0)
+            sc = gl.load(s_ptr + s_off + it * (8 * W), mask=s_in, other=0)
+            xv = gl.load(x_ptr + x_off + it * (128 * W), mask=x_in, other=0.0)
+            acc = _tile_mma(wp, sc, xv, acc, W, LB, LA, LX, F16)
+        acc = gl.sum(acc, axis=0)  # [16 (n), 8 (m)]: the K splits meet (shared memory, once)
+        # Epilogue: (acc * (ga * gw)) + bias in FP32, as triton_prefill.scaled_output.
+        LO: gl.constexpr = gl.SliceLayout(0, LA)
+        on = n0 + gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(1, LO)), 1)
+        om = gl.expand_dims(gl.arange(0, 8, layout=gl.SliceLayout(0, LO)), 0)
+        if GW_VEC:
+            gw = gl.load(gw_ptr + on, mask=on < N, other=0.0)
+        else:
+            gw = gl.load(gw_ptr)
+        if HAS_GA:
+            ga = gl.load(ga_ptr + om * stride_ga, mask=om < M, other=0.0)
+            res = acc * (ga * gw)
+        else:
+            res = acc * gw
+        if HAS_BIAS:
+            res = res + gl.load(bias_ptr + on, mask=on < N, other=0.0).to(gl.float32)
+        gl.store(out_ptr + om * stride_om + on, res.to(out_ptr.dtype.element_ty), mask=(om < M) & (on < N))
+
+
+def fp4_mma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
+                 ga: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, stride_ga: int, flags: dict,
+                 warps: int, pdl: bool = False) -> torch.Tensor:
+    """``out`` [M, N] = bf16 ``a`` [M <= 8, K] x the NVFP4 weight (``data`` [N, K/2],
+    ``sbytes`` [N, K/16] uint8), with the epilogue operands as ``triton_prefill.epilogue_args``
+    returns them. K must be a multiple of 128 x ``warps`` (see :func:`mma_warps`). ``pdl``: launch
+    as a programmatic dependent of the kernel before it (sm_90+; see ``triton_gemm.fp4_gemm``)."""
+    M, K = a.shape
+    N = data.shape[0]
+    _fp4_mma_gemm_kernel[(triton.cdiv(N, 16), triton.cdiv(M, 8))](
+        a, data, sbytes, gw, ga, bias, out, M, N, K, a.stride(0), out.stride(0), data.stride(0), sbytes.stride(0),
+        stride_ga, W=warps, **flags, num_warps=warps, F16=a.dtype == torch.float16, **({"PDL": True, "launch_pdl": True} if pdl else {}))
+    return out
