@@ -23,7 +23,9 @@ here the layouts are written out, so nothing goes through shared memory in the l
 M <= 8 fits one n8 MMA column block (rows past M are read as zeros). H100, rotating
 weights (benchmarks/hopper.md, run 16): 4096x4096 M = 4 10.6 -> 8.2 us, 28672x4096
 41.5 -> 32.9 us; M = 1 stays on the GEMV (7.4 vs 8.2 us) and M = 16 on the "tc" tile
-(16 MMA columns doubled the activation work: 12.0 vs 10.6 us).
+(16 MMA columns doubled the activation work: 12.0 vs 10.6 us). For W4A4 it is launched
+as a programmatic dependent of the quantizer (M <= 4, K <= 8192: ``triton_gemm.fp4_gemm``)
+and reads its first weight tile before waiting.
 
 Needs ``triton.experimental.gluon`` with ``mma_v2`` (Triton 3.5+) and sm_80+; nothing
 here runs under ``TRITON_INTERPRET``. :func:`available` says whether it can be used;
@@ -74,119 +76,123 @@ def mma_warps(N: int, K: int) -> int | None:
 
 
 if _GLUON:
-    from vllm_fouroversix.kernels.triton_gemm import _decode_asm
+    try:  # an installed Gluon whose API differs from 3.5/3.6's must not break the import
+        from vllm_fouroversix.kernels.triton_gemm import _decode_asm
 
-    # The E2M1 decode of triton_gemm: 4 packed bytes -> the low nibbles of bytes 0/1 and
-    # 2/3, then the high nibbles, as bf16x2 (one b32 in, four out).
-    _DECODE = gl.constexpr(_decode_asm([f"fma.rn.bf16x2 ${i}, a, c126, nz;" for i in range(4)], "$4"))
+        # The E2M1 decode of triton_gemm: 4 packed bytes -> the low nibbles of bytes 0/1 and
+        # 2/3, then the high nibbles, as bf16x2 (one b32 in, four out).
+        _DECODE = gl.constexpr(_decode_asm([f"fma.rn.bf16x2 ${i}, a, c126, nz;" for i in range(4)], "$4"))
 
-    @gluon.constexpr_function
-    def _weight_layout(W):
-        # bytes [W, 16, 64] of one K tile: each thread 16 contiguous bytes (registers) of rows
-        # g and g + 8 (lanes 4-31 and a register), at byte 16t (lanes 0-1); warp s = K split.
-        return gl.DistributedLinearLayout(
-            [[0, 0, 1], [0, 0, 2], [0, 0, 4], [0, 0, 8], [0, 8, 0]],
-            [[0, 0, 16], [0, 0, 32], [0, 1, 0], [0, 2, 0], [0, 4, 0]],
-            [[1 << i, 0, 0] for i in range(W.bit_length() - 1)], [], [W, 16, 64])
+        @gluon.constexpr_function
+        def _weight_layout(W):
+            # bytes [W, 16, 64] of one K tile: each thread 16 contiguous bytes (registers) of rows
+            # g and g + 8 (lanes 4-31 and a register), at byte 16t (lanes 0-1); warp s = K split.
+            return gl.DistributedLinearLayout(
+                [[0, 0, 1], [0, 0, 2], [0, 0, 4], [0, 0, 8], [0, 8, 0]],
+                [[0, 0, 16], [0, 0, 32], [0, 1, 0], [0, 2, 0], [0, 4, 0]],
+                [[1 << i, 0, 0] for i in range(W.bit_length() - 1)], [], [W, 16, 64])
 
-    @gluon.constexpr_function
-    def _block_layout(W):
-        # the same bytes as [W, 16, 8 (block), 8 (byte in the block)]
-        return gl.DistributedLinearLayout(
-            [[0, 0, 0, 1], [0, 0, 0, 2], [0, 0, 0, 4], [0, 0, 1, 0], [0, 8, 0, 0]],
-            [[0, 0, 2, 0], [0, 0, 4, 0], [0, 1, 0, 0], [0, 2, 0, 0], [0, 4, 0, 0]],
-            [[1 << i, 0, 0, 0] for i in range(W.bit_length() - 1)], [], [W, 16, 8, 8])
+        @gluon.constexpr_function
+        def _block_layout(W):
+            # the same bytes as [W, 16, 8 (block), 8 (byte in the block)]
+            return gl.DistributedLinearLayout(
+                [[0, 0, 0, 1], [0, 0, 0, 2], [0, 0, 0, 4], [0, 0, 1, 0], [0, 8, 0, 0]],
+                [[0, 0, 2, 0], [0, 0, 4, 0], [0, 1, 0, 0], [0, 2, 0, 0], [0, 4, 0, 0]],
+                [[1 << i, 0, 0, 0] for i in range(W.bit_length() - 1)], [], [W, 16, 8, 8])
 
-    @gluon.constexpr_function
-    def _act_layout(W):
-        # activations [W, 8 (rows of a), 128 (physical k)]: 32 contiguous values a thread
-        return gl.DistributedLinearLayout(
-            [[0, 0, 1], [0, 0, 2], [0, 0, 4], [0, 0, 8], [0, 0, 16]],
-            [[0, 0, 32], [0, 0, 64], [0, 1, 0], [0, 2, 0], [0, 4, 0]],
-            [[1 << i, 0, 0] for i in range(W.bit_length() - 1)], [], [W, 8, 128])
+        @gluon.constexpr_function
+        def _act_layout(W):
+            # activations [W, 8 (rows of a), 128 (physical k)]: 32 contiguous values a thread
+            return gl.DistributedLinearLayout(
+                [[0, 0, 1], [0, 0, 2], [0, 0, 4], [0, 0, 8], [0, 0, 16]],
+                [[0, 0, 32], [0, 0, 64], [0, 1, 0], [0, 2, 0], [0, 4, 0]],
+                [[1 << i, 0, 0] for i in range(W.bit_length() - 1)], [], [W, 8, 128])
 
-    @gluon.jit
-    def _idx3(D0: gl.constexpr, D1: gl.constexpr, D2: gl.constexpr, L: gl.constexpr):
-        """Index tensors [D0, 1, 1], [1, D1, 1], [1, 1, D2] in layout L."""
-        i0 = gl.arange(0, D0, layout=gl.SliceLayout(1, gl.SliceLayout(2, L)))
-        i1 = gl.arange(0, D1, layout=gl.SliceLayout(0, gl.SliceLayout(2, L)))
-        i2 = gl.arange(0, D2, layout=gl.SliceLayout(0, gl.SliceLayout(1, L)))
-        return (gl.expand_dims(gl.expand_dims(i0, 1), 2), gl.expand_dims(gl.expand_dims(i1, 0), 2),
-                gl.expand_dims(gl.expand_dims(i2, 0), 1))
+        @gluon.jit
+        def _idx3(D0: gl.constexpr, D1: gl.constexpr, D2: gl.constexpr, L: gl.constexpr):
+            """Index tensors [D0, 1, 1], [1, D1, 1], [1, 1, D2] in layout L."""
+            i0 = gl.arange(0, D0, layout=gl.SliceLayout(1, gl.SliceLayout(2, L)))
+            i1 = gl.arange(0, D1, layout=gl.SliceLayout(0, gl.SliceLayout(2, L)))
+            i2 = gl.arange(0, D2, layout=gl.SliceLayout(0, gl.SliceLayout(1, L)))
+            return (gl.expand_dims(gl.expand_dims(i0, 1), 2), gl.expand_dims(gl.expand_dims(i1, 0), 2),
+                    gl.expand_dims(gl.expand_dims(i2, 0), 1))
 
-    @gluon.jit
-    def _tile_mma(wp, sc, xv, acc, W: gl.constexpr, LB: gl.constexpr, LA: gl.constexpr, LX: gl.constexpr):
-        """acc += the [16, 128] weight tile (bytes wp, scale bytes sc) x the activations xv."""
-        lo, hi = gl.inline_asm_elementwise(_DECODE, "=r,=r,=r,=r,r", [wp], dtype=(gl.bfloat16, gl.bfloat16),
-                                           is_pure=True, pack=4)
-        s = gl.expand_dims(sc.to(gl.float8e4nv, bitcast=True).to(gl.bfloat16), 3)  # exact
-        lo = gl.convert_layout(gl.reshape(lo, [W, 16, 8, 8]), LB) * s  # q * s: exact in bf16
-        hi = gl.convert_layout(gl.reshape(hi, [W, 16, 8, 8]), LB) * s
-        # bytes [t, b, rh, rl] + nibble e -> logical k = rl + 2t + 8e + 16rh + 64b
-        lo = gl.reshape(lo, [W, 16, 4, 2, 4, 2])
-        hi = gl.reshape(hi, [W, 16, 4, 2, 4, 2])
-        a = gl.reshape(gl.permute(gl.join(lo, hi), [0, 1, 3, 4, 6, 2, 5]), [W, 16, 128])
-        a = gl.convert_layout(a, gl.DotOperandLayout(operand_index=0, parent=LA, k_width=2))
-        # activations at physical k = 32t + 16b + 4rh + 2rl + e, in the same logical order
-        xb = gl.permute(gl.reshape(xv, [W, 8, 4, 2, 4, 2, 2]), [0, 1, 3, 4, 6, 2, 5])
-        b = gl.permute(gl.reshape(xb, [W, 8, 128]), [0, 2, 1])
-        b = gl.convert_layout(b, gl.DotOperandLayout(operand_index=1, parent=LA, k_width=2))
-        return mma_v2(a, b, acc)
+        @gluon.jit
+        def _tile_mma(wp, sc, xv, acc, W: gl.constexpr, LB: gl.constexpr, LA: gl.constexpr):
+            """acc += the [16, 128] weight tile (bytes wp, scale bytes sc) x the activations xv."""
+            lo, hi = gl.inline_asm_elementwise(_DECODE, "=r,=r,=r,=r,r", [wp], dtype=(gl.bfloat16, gl.bfloat16),
+                                               is_pure=True, pack=4)
+            s = gl.expand_dims(sc.to(gl.float8e4nv, bitcast=True).to(gl.bfloat16), 3)  # exact
+            lo = gl.convert_layout(gl.reshape(lo, [W, 16, 8, 8]), LB) * s  # q * s: exact in bf16
+            hi = gl.convert_layout(gl.reshape(hi, [W, 16, 8, 8]), LB) * s
+            # bytes [t, b, rh, rl] + nibble e -> logical k = rl + 2t + 8e + 16rh + 64b
+            lo = gl.reshape(lo, [W, 16, 4, 2, 4, 2])
+            hi = gl.reshape(hi, [W, 16, 4, 2, 4, 2])
+            a = gl.reshape(gl.permute(gl.join(lo, hi), [0, 1, 3, 4, 6, 2, 5]), [W, 16, 128])
+            a = gl.convert_layout(a, gl.DotOperandLayout(operand_index=0, parent=LA, k_width=2))
+            # activations at physical k = 32t + 16b + 4rh + 2rl + e, in the same logical order
+            xb = gl.permute(gl.reshape(xv, [W, 8, 4, 2, 4, 2, 2]), [0, 1, 3, 4, 6, 2, 5])
+            b = gl.permute(gl.reshape(xb, [W, 8, 128]), [0, 2, 1])
+            b = gl.convert_layout(b, gl.DotOperandLayout(operand_index=1, parent=LA, k_width=2))
+            return mma_v2(a, b, acc)
 
-    @gluon.jit
-    def _fp4_mma_gemm_kernel(
-        x_ptr, w_ptr, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
-        M, N, K, stride_xm, stride_om, stride_w, stride_s, stride_ga,
-        W: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
-        PDL: gl.constexpr = False,
-    ):
-        LA: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[W, 1, 1], instr_shape=[1, 16, 8])
-        LW: gl.constexpr = _weight_layout(W)
-        LB: gl.constexpr = _block_layout(W)
-        LX: gl.constexpr = _act_layout(W)
-        n0 = gl.program_id(0) * 16
-        ws, wn, wj = _idx3(W, 16, 64, LW)
-        w_in = (n0 + wn) < N
-        w_off = (n0 + wn).to(gl.int64) * stride_w + ws * 64 + wj
-        ss, sn, sb = _idx3(W, 16, 8, gl.SliceLayout(3, LB))
-        s_in = (n0 + sn) < N
-        s_off = (n0 + sn).to(gl.int64) * stride_s + ss * 8 + sb
-        xs, xm, xk = _idx3(W, 8, 128, LX)
-        x_in = xm < M
-        x_off = xm * stride_xm + xs * 128 + xk
-        acc = gl.zeros([W, 16, 8], gl.float32, layout=LA)
-        first = 0
-        if PDL:
-            # Launched as a programmatic dependent of the quantizer: the first weight tile
-            # does not depend on it and is read before waiting for it.
-            wp = gl.load(w_ptr + w_off, mask=w_in, other=0)
-            sc = gl.load(s_ptr + s_off, mask=s_in, other=0)
-            gdc_wait()
-            xv = gl.load(x_ptr + x_off, mask=x_in, other=0.0)
-            acc = _tile_mma(wp, sc, xv, acc, W, LB, LA, LX)
-            first = 1
-        for it in range(first, K // (128 * W)):
-            wp = gl.load(w_ptr + w_off + it * (64 * W), mask=w_in, other=0)
-            sc = gl.load(s_ptr + s_off + it * (8 * W), mask=s_in, other=0)
-            xv = gl.load(x_ptr + x_off + it * (128 * W), mask=x_in, other=0.0)
-            acc = _tile_mma(wp, sc, xv, acc, W, LB, LA, LX)
-        acc = gl.sum(acc, axis=0)  # [16 (n), 8 (m)]: the K splits meet (shared memory, once)
-        # Epilogue: (acc * (ga * gw)) + bias in FP32, as triton_prefill.scaled_output.
-        LO: gl.constexpr = gl.SliceLayout(0, LA)
-        on = n0 + gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(1, LO)), 1)
-        om = gl.expand_dims(gl.arange(0, 8, layout=gl.SliceLayout(0, LO)), 0)
-        if GW_VEC:
-            gw = gl.load(gw_ptr + on, mask=on < N, other=0.0)
-        else:
-            gw = gl.load(gw_ptr)
-        if HAS_GA:
-            ga = gl.load(ga_ptr + om * stride_ga, mask=om < M, other=0.0)
-            res = acc * (ga * gw)
-        else:
-            res = acc * gw
-        if HAS_BIAS:
-            res = res + gl.load(bias_ptr + on, mask=on < N, other=0.0).to(gl.float32)
-        gl.store(out_ptr + om * stride_om + on, res.to(out_ptr.dtype.element_ty), mask=(om < M) & (on < N))
+        @gluon.jit
+        def _fp4_mma_gemm_kernel(
+            x_ptr, w_ptr, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
+            M, N, K, stride_xm, stride_om, stride_w, stride_s, stride_ga,
+            W: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
+            PDL: gl.constexpr = False,
+        ):
+            LA: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[W, 1, 1],
+                                                         instr_shape=[1, 16, 8])
+            LW: gl.constexpr = _weight_layout(W)
+            LB: gl.constexpr = _block_layout(W)
+            LX: gl.constexpr = _act_layout(W)
+            n0 = gl.program_id(0) * 16
+            ws, wn, wj = _idx3(W, 16, 64, LW)
+            w_in = (n0 + wn) < N
+            w_off = (n0 + wn).to(gl.int64) * stride_w + ws * 64 + wj
+            ss, sn, sb = _idx3(W, 16, 8, gl.SliceLayout(3, LB))
+            s_in = (n0 + sn) < N
+            s_off = (n0 + sn).to(gl.int64) * stride_s + ss * 8 + sb
+            xs, xm, xk = _idx3(W, 8, 128, LX)
+            x_in = xm < M
+            x_off = xm * stride_xm + xs * 128 + xk
+            acc = gl.zeros([W, 16, 8], gl.float32, layout=LA)
+            first = 0
+            if PDL:
+                # Launched as a programmatic dependent of the quantizer: the first weight tile
+                # does not depend on it and is read before waiting for it.
+                wp = gl.load(w_ptr + w_off, mask=w_in, other=0)
+                sc = gl.load(s_ptr + s_off, mask=s_in, other=0)
+                gdc_wait()
+                xv = gl.load(x_ptr + x_off, mask=x_in, other=0.0)
+                acc = _tile_mma(wp, sc, xv, acc, W, LB, LA)
+                first = 1
+            for it in range(first, K // (128 * W)):
+                wp = gl.load(w_ptr + w_off + it * (64 * W), mask=w_in, other=0)
+                sc = gl.load(s_ptr + s_off + it * (8 * W), mask=s_in, other=0)
+                xv = gl.load(x_ptr + x_off + it * (128 * W), mask=x_in, other=0.0)
+                acc = _tile_mma(wp, sc, xv, acc, W, LB, LA)
+            acc = gl.sum(acc, axis=0)  # [16 (n), 8 (m)]: the K splits meet (shared memory, once)
+            # Epilogue: (acc * (ga * gw)) + bias in FP32, as triton_prefill.scaled_output.
+            LO: gl.constexpr = gl.SliceLayout(0, LA)
+            on = n0 + gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(1, LO)), 1)
+            om = gl.expand_dims(gl.arange(0, 8, layout=gl.SliceLayout(0, LO)), 0)
+            if GW_VEC:
+                gw = gl.load(gw_ptr + on, mask=on < N, other=0.0)
+            else:
+                gw = gl.load(gw_ptr)
+            if HAS_GA:
+                ga = gl.load(ga_ptr + om * stride_ga, mask=om < M, other=0.0)
+                res = acc * (ga * gw)
+            else:
+                res = acc * gw
+            if HAS_BIAS:
+                res = res + gl.load(bias_ptr + on, mask=on < N, other=0.0).to(gl.float32)
+            gl.store(out_ptr + om * stride_om + on, res.to(out_ptr.dtype.element_ty), mask=(om < M) & (on < N))
+    except Exception:  # noqa: BLE001
+        _GLUON = False
 
 
 def fp4_mma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
