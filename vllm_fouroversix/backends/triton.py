@@ -89,7 +89,7 @@ class TritonBackend(Backend):
                 dequant_dtype=torch.bfloat16,
                 launch_dependents=self.use_pdl,
             )
-            # PDL: the GEMV's launch and set-up overlap the quantizer (fp4_gemm: M <= 2 only).
+            # PDL: the small-M GEMM's launch and set-up overlap the quantizer (fp4_gemm: M <= 4 only).
             out = fp4_gemm(q.dequant, w.data, scales, w.global_scale, ga=q.global_scale, bias=bias,
                            out_dtype=x.dtype, pdl=self.use_pdl)
         return out.reshape(*lead, w.n)

@@ -841,13 +841,13 @@ def fp4_gemm(
     ``gw`` fp32 [] or [N]; ``ga`` fp32 [M] (per-row) or [] (per-tensor)
     activation global scale, None for W4A16; ``bias`` [N]; ``gw_float``:
     the scalar ``gw`` as a Python float, when known (lets the prefill path use
-    cuBLAS's alpha without a device sync). ``pdl``: launch the GEMV (M <= 2) as
-    a programmatic dependent launch (sm_90+) of the kernel before it in the
-    stream; that kernel lets it start early by calling
+    cuBLAS's alpha without a device sync). ``pdl``: launch the GEMV (M <= 2) or the
+    Gluon kernel (M <= 4, K <= 8192) as a programmatic dependent launch (sm_90+) of
+    the kernel before it in the stream; that kernel lets it start early by calling
     ``griddepcontrol.launch_dependents`` (``quantize_triton(launch_dependents=True)``
-    does), and the GEMV waits for it before reading ``a``. Ignored on the other
+    does), and the GEMM waits for it before reading ``a``. Ignored on the other
     paths (the tensor-core tiles measured slower with it, benchmarks/hopper.md
-    run 12) and on other devices.
+    run 12; the Gluon kernel at M = 8 or K = 14336, run 16f) and on other devices.
     """
     if a.dim() != 2:
         raise ValueError("fp4_gemm takes a 2-D activation [M, K]")
