@@ -674,8 +674,8 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     prefill GEMM would not be cuBLAS, or N is large), and for larger M (prefill)
     the weight is decoded once into a bf16 workspace followed by a plain GEMM
     ('dq'). For 2 <= M <= 8 on a CUDA device where Gluon is available, the 'mma'
-    kernel of ``gluon_gemm`` instead (``allow_mma``; bf16 activations only, which
-    ``fp4_gemm`` checks). ``cublas_prefill``: that GEMM would be cuBLAS (W4A16 with a
+    kernel of ``gluon_gemm`` instead (``allow_mma``: ``fp4_gemm`` passes whether the
+    activations are bf16, the only dtype it takes). ``cublas_prefill``: that GEMM would be cuBLAS (W4A16 with a
     host-side weight scale), not the Triton GEMM of W4A4.
     """
     sms = num_sms(device) if device is not None else 132
@@ -864,15 +864,14 @@ def fp4_gemm(
         return out
     # cuBLAS can run the prefill GEMM (its alpha and beta express the epilogue): W4A16, one weight scale
     cublas_prefill = ga is None and gw_float is not None
-    cfg = config or select_config(M, N, K, dev, cublas_prefill=cublas_prefill)
+    # the Gluon kernel takes bf16 activations only
+    cfg = config or select_config(M, N, K, dev, cublas_prefill=cublas_prefill, allow_mma=a.dtype == torch.bfloat16)
     if cfg.kind != "dq":
         cfg = _with_split(cfg, M, N, K, num_sms(dev))
     sbytes = scales.view(torch.uint8) if scales.dtype == torch.float8_e4m3fn else scales
     if cfg.kind == "dq":
         return _dq_gemm(a, data, sbytes, gw, ga, bias, out, gw_float, cublas_prefill)
     gw, ga, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)
-    if cfg.kind == "mma" and a.dtype != torch.bfloat16 and config is None:
-        cfg = _with_split(select_config(M, N, K, dev, cublas_prefill, allow_mma=False), M, N, K, num_sms(dev))
     if cfg.kind == "mma":
         from vllm_fouroversix.kernels import gluon_gemm
 
