@@ -24,6 +24,7 @@ from vllm_fouroversix import nvfp4  # noqa: E402
 from vllm_fouroversix.backends.base import ActivationQuant, QuantizedWeight  # noqa: E402
 from vllm_fouroversix.backends.triton import TritonBackend  # noqa: E402
 from vllm_fouroversix.kernels import gluon_gemm as gg  # noqa: E402
+from vllm_fouroversix.kernels import gluon_wgmma as gwg  # noqa: E402
 from vllm_fouroversix.kernels import triton_gemm as tg  # noqa: E402
 from vllm_fouroversix.kernels import triton_prefill as tp  # noqa: E402
 from vllm_fouroversix.kernels import triton_quantize as tq  # noqa: E402
@@ -455,6 +456,33 @@ def test_mma_warps_and_selection():
         assert tg.select_config(M, 4096, 4096, torch.device("cpu")).kind != "mma"
 
 
+def test_wgmma_selection(monkeypatch):
+    # The Gluon wgmma kernel (128 < M <= 1024, bf16, sm_90) is taken where its 128 x 256 tiles
+    # fill the SMs (last wave >= 85% full) or N >= 16384; never without such a device.
+    assert not gwg.available(torch.device("cpu"))
+    assert tg.select_config(1024, 4096, 4096, torch.device("cpu")).kind == "dq"
+    assert gwg.tiles_fill(1024, 4096, 132) == pytest.approx(128 / 132)
+    assert gwg.tiles_fill(1024, 6144, 132) == pytest.approx(192 / 264)
+    monkeypatch.setattr(tg, "_wgmma_usable", lambda device: True)
+    dev = torch.device("cpu")  # num_sms: 132 off CUDA
+    kinds = {(M, N, K): tg.select_config(M, N, K, dev).kind
+             for (M, N, K) in [(1024, 4096, 4096), (1024, 4096, 14336), (1024, 28672, 4096), (256, 28672, 4096),
+                               (1024, 6144, 4096), (512, 4096, 4096), (2048, 4096, 4096), (128, 28672, 4096),
+                               (1024, 4096, 4160 - 32)]}
+    assert kinds == {(1024, 4096, 4096): "wgmma", (1024, 4096, 14336): "wgmma", (1024, 28672, 4096): "wgmma",
+                     (256, 28672, 4096): "wgmma", (1024, 6144, 4096): "dq", (512, 4096, 4096): "dq",
+                     (2048, 4096, 4096): "dq", (128, 28672, 4096): "tc", (1024, 4096, 4128): "dq"}
+    # not for fp16/fp32 activations (allow_mma=False)
+    assert tg.select_config(1024, 4096, 4096, dev, allow_mma=False).kind == "dq"
+    # what TMA and the kernel's loads take
+    x = torch.zeros(8, 4096 + 64, dtype=torch.bfloat16)
+    data, sb = torch.zeros(64, 2048, dtype=torch.uint8), torch.zeros(64, 256, dtype=torch.uint8)
+    assert gwg.usable(x[:, :4096], data, sb)
+    assert not gwg.usable(x[:, :4096].half(), data, sb)
+    assert not gwg.usable(torch.zeros(8, 4100, dtype=torch.bfloat16)[:, :4096], data, sb)  # row stride 8200 bytes
+    assert not gwg.usable(x[:, 4:4100], data, sb)  # base 8 bytes off
+
+
 def test_is_available_needs_cuda_8_or_9():
     assert not TritonBackend.is_available(torch.device("cpu"))
     if HAS_CUDA:
@@ -591,6 +619,44 @@ def test_mma_gemm_gpu():
                 ref4 = nvfp4.reference_linear(x, wq, bias, per_row=per_row).float()
                 torch.testing.assert_close(out, ref4, rtol=2 ** -7, atol=1e-3 * ref4.abs().max().item())
     assert not tg._MMA_FAILED, tg._MMA_FAILED
+
+
+@pytest.mark.gpu
+def test_wgmma_gemm_gpu():
+    # The Gluon wgmma kernel (bf16, sm_90): selected at M = 1024 on a 4096-row weight and at
+    # N >= 16384; forced on tile edges (M, N off the 256 x 128 tiles, K = 17 steps of 64), with a
+    # per-channel weight scale, bias, W4A4 per-row and per-tensor activation scales, a row stride
+    # larger than K; a row stride TMA cannot take and fp16 activations take the other paths.
+    if not gwg.available(torch.device("cuda")):
+        pytest.skip("Gluon wgmma (sm_90) not available")
+    dev = torch.device("cuda")
+    wg = tg.GemmConfig(kind="wgmma")
+    for (N, K, M, cfg, kind) in [(4096, 4096, 1024, None, "wgmma"), (16384, 512, 200, None, "wgmma"),
+                                 (200, 1088, 300, wg, None), (384, 256, 77, wg, None), (1000, 1024, 513, wg, None)]:
+        wq = _weight(N, K, seed=N + K, per_row_gw=N in (200, 1000))
+        data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
+        bias = torch.randn(N).to(torch.bfloat16)
+        if kind:
+            assert tg.select_config(M, N, K, dev).kind == kind
+        xs = _acts((M, K + 64), seed=M)  # row stride K + 64
+        x = xs[:, :K]
+        ref = nvfp4.reference_linear(x.float(), wq, bias.float(), act_quant=False).float()
+        tol = dict(rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+        out = tg.fp4_gemm(xs.cuda()[:, :K], data, scales, gw, bias=bias.cuda(), config=cfg).float().cpu()
+        torch.testing.assert_close(out, ref, **tol)
+        for per_row in (True, False):
+            q = tq.quantize_triton(x.cuda(), "mse", per_row=per_row, write_packed=False, dequant_dtype=torch.bfloat16)
+            out = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, bias=bias.cuda(), config=cfg)
+            ref4 = nvfp4.reference_linear(x, wq, bias, per_row=per_row).float()
+            torch.testing.assert_close(out.float().cpu(), ref4, rtol=2 ** -7, atol=1e-3 * ref4.abs().max().item())
+        if cfg is None:  # fall back: a row stride off 16 bytes, fp16
+            xo = torch.empty(M, K + 4, dtype=torch.bfloat16, device=dev)[:, :K]
+            xo.copy_(x)
+            out = tg.fp4_gemm(xo, data, scales, gw, bias=bias.cuda()).float().cpu()
+            torch.testing.assert_close(out, ref, **tol)
+            out = tg.fp4_gemm(x.half().cuda(), data, scales, gw, bias=bias.cuda()).float().cpu()
+            torch.testing.assert_close(out, ref, **tol)
+    assert not tg._WGMMA_FAILED, tg._WGMMA_FAILED
 
 
 @pytest.mark.gpu

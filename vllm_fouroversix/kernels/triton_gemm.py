@@ -634,7 +634,9 @@ class GemmConfig:
     """One launch configuration. ``kind``: 'gemv'/'gemv2' (CUDA cores), 'tc' (tensor cores),
     'tcT' (tensor cores with the decoded weight as the A operand: out^T = W x^T), 'mma'
     (``gluon_gemm``: mma.sync on the weight decoded in its operand registers, M <= 8, bf16,
-    16 rows a CTA, ``num_warps`` = K splits) or 'dq' (dequantize + torch.matmul)."""
+    16 rows a CTA, ``num_warps`` = K splits), 'wgmma' (``gluon_wgmma``: Hopper wgmma on the
+    weight decoded in its operand registers, bf16, 128 x 256 tiles of out^T; the other fields
+    are descriptive) or 'dq' (dequantize + torch.matmul)."""
 
     kind: str = "tc"
     BM: int = 16
@@ -673,9 +675,11 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     GEMV up to M = 2, split-K tensor-core tiles up to M = 128 (256 where the
     prefill GEMM would not be cuBLAS, or N is large), and for larger M (prefill)
     the weight is decoded once into a bf16 workspace followed by a plain GEMM
-    ('dq'). For 2 <= M <= 8 on a CUDA device where Gluon is available, the 'mma'
-    kernel of ``gluon_gemm`` instead (``allow_mma``: ``fp4_gemm`` passes whether the
-    activations are bf16, the only dtype it takes). ``cublas_prefill``: that GEMM would be cuBLAS (W4A16 with a
+    ('dq'). Where Gluon is available (``allow_mma``: ``fp4_gemm`` passes whether the
+    activations are bf16, the only dtype the Gluon kernels take): for 2 <= M <= 8 on a
+    CUDA device the 'mma' kernel of ``gluon_gemm``, and for 128 < M <= 1024 on sm_90 the
+    'wgmma' kernel of ``gluon_wgmma`` where its 128 x 256 tiles fill the SMs (the last wave
+    at least 85% full) or N >= 16384. ``cublas_prefill``: that GEMM would be cuBLAS (W4A16 with a
     host-side weight scale), not the Triton GEMM of W4A4.
     """
     sms = num_sms(device) if device is not None else 132
@@ -688,6 +692,17 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
         warps = gluon_gemm.mma_warps(N, K)
         if warps is not None:
             return GemmConfig(kind="mma", BM=8, BN=16, BK=128, num_warps=warps, num_stages=1)
+    if allow_mma and 128 < M <= 1024 and K % 64 == 0 and device is not None and _wgmma_usable(device):
+        from vllm_fouroversix.kernels import gluon_wgmma
+
+        # Run 17 (H100, rotating weights, W4A16 bf16/this): M = 1024 4096x4096 0.85x (decode +
+        # cuBLAS 0.79x), 28672x4096 0.84x (0.79x), 4096x14336 0.86x (0.73x); M = 256..512 at
+        # N = 28672 0.78-0.92x (0.60-0.62x). Where the tiles leave the last wave partly empty
+        # (6144x4096 at M = 1024: 192 tiles, 0.69x vs 0.76x; N = 4096 at M <= 512: 32-64 tiles)
+        # and from M = 2048 (0.85-0.87x vs 0.88-0.98x) decoding first stays faster.
+        if N >= 16384 or gluon_wgmma.tiles_fill(M, N, sms) >= 0.85:
+            return GemmConfig(kind="wgmma", BM=gluon_wgmma.BM, BN=gluon_wgmma.BN, BK=gluon_wgmma.BK,
+                              num_warps=9, num_stages=4)
     if M <= 2:
         # 16 rows x 512 bytes a program, split over K only where the grid is too
         # small for the SMs; for one row and a long K (K > 8192), 256-byte tiles
@@ -730,7 +745,7 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
 
 
 def _with_split(cfg: GemmConfig, M: int, N: int, K: int, sms: int) -> GemmConfig:
-    if cfg.kind in ("dq", "mma") or cfg.split_k != 1:
+    if cfg.kind in ("dq", "mma", "wgmma") or cfg.split_k != 1:
         return cfg
     tiles = triton.cdiv(N, cfg.BN) * triton.cdiv(M, cfg.BM)
     return replace(cfg, split_k=_split_for(tiles, triton.cdiv(K, cfg.BK), sms))
@@ -764,6 +779,18 @@ def _mma_usable(device: torch.device) -> bool:
     from vllm_fouroversix.kernels import gluon_gemm
 
     return gluon_gemm.available(device)
+
+
+# The same for the Gluon wgmma kernel (batch/prefill, sm_90).
+_WGMMA_FAILED: list[str] = []
+
+
+def _wgmma_usable(device: torch.device) -> bool:
+    if _WGMMA_FAILED:
+        return False
+    from vllm_fouroversix.kernels import gluon_wgmma
+
+    return gluon_wgmma.available(device)
 
 
 def _use_asm(device: torch.device) -> bool:
@@ -869,6 +896,24 @@ def fp4_gemm(
     if cfg.kind != "dq":
         cfg = _with_split(cfg, M, N, K, num_sms(dev))
     sbytes = scales.view(torch.uint8) if scales.dtype == torch.float8_e4m3fn else scales
+    if cfg.kind == "wgmma":
+        from vllm_fouroversix.kernels import gluon_wgmma
+
+        if gluon_wgmma.usable(a, data, sbytes):
+            try:
+                gw_t, ga_t, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)
+                return gluon_wgmma.fp4_wgmma_gemm(a, data, sbytes, gw_t, ga_t, bias_t, out, stride_ga, ep)
+            except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
+                if config is not None:
+                    raise
+                _WGMMA_FAILED.append(f"{type(e).__name__}: {e}")
+                warnings.warn(f"vllm_fouroversix: the Gluon wgmma GEMM failed ({_WGMMA_FAILED[0][:300]}); "
+                              "using the decode + GEMM path instead", RuntimeWarning, stacklevel=2)
+        elif config is not None:
+            raise ValueError("the 'wgmma' GEMM needs bf16 activations with 16-byte aligned rows, K % 64 == 0 "
+                             "and contiguous, aligned weight codes and scales")
+        # an operand TMA cannot take (e.g. a row stride off 16 bytes), or the kernel failed
+        cfg = _with_split(select_config(M, N, K, dev, cublas_prefill, allow_mma=False), M, N, K, num_sms(dev))
     if cfg.kind == "dq":
         return _dq_gemm(a, data, sbytes, gw, ga, bias, out, gw_float, cublas_prefill)
     gw, ga, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)

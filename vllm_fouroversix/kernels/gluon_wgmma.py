@@ -1,0 +1,243 @@
+"""Batch/prefill NVFP4 GEMM on Hopper ``wgmma`` with the weight decoded straight into the
+MMA's A-operand registers (Gluon, sm_90). Used for 128 < M <= 1024 where its tiles fill
+the SMs (``triton_gemm.select_config``).
+
+The other large-M path decodes the whole weight into a bf16 workspace and then runs
+cuBLAS or the Triton GEMM: the decode pass writes N x K x 2 bytes and costs about a
+quarter of the GEMM at M = 1024, a half at M = 256. Here the weight stays packed until
+it is in registers:
+
+- computed as out^T = W x^T, so that the weight is the A operand, which ``wgmma`` can
+  read from registers (the activations, B, come from shared memory);
+- warp specialized: one loader warp brings 256 x 64 activation tiles and two 64 x 32-byte
+  weight tiles to shared memory with TMA, four stages deep; two MMA warp groups each
+  own 64 weight rows of the CTA's 128 x 256 output tile (out^T), decode their weight
+  tile from shared memory into registers and issue ``wgmma`` m64n256k16;
+- the registers of the m16n8k16 A fragment hold (k, k + 1) pairs: each thread decodes
+  whole bytes, so it reads bytes c, c + 4, ... (c = lane % 4) of its rows; one PTX
+  block turns 4 bytes into four bf16x2 (low nibble, high nibble) pairs and multiplies
+  them by their block scale: ``q * s * 2^-8``, exact in bf16 (the multiplier s * 2^118
+  is a bf16 of the E4M3 scale; the codes are placed as ``q * 2^-126``); the epilogue
+  multiplies the fp32 accumulator by 256 (exact) before ``(acc * (ga * gw)) + bias``;
+- each MMA warp group waits for its own MMA before decoding the next tile: an in-flight
+  ``wgmma`` reads its A registers, and ptxas does not keep them from being reused
+  (with one MMA left in flight the next decode overwrote them: wrong results at
+  256 columns, run 17). The two warp groups overlap each other instead.
+
+H100, rotating weights (benchmarks/hopper.md, run 17), W4A16 bf16/this at M = 1024:
+4096x4096 0.85x (decode + cuBLAS 0.79x), 28672x4096 0.84x (0.79x), 4096x14336 0.86x
+(0.73x); at M = 256, 28672x4096 0.92x (0.60x). Slower than decode + cuBLAS from M = 2048
+(0.85-0.87x vs 0.88-0.98x) and where its 128 x 256 tiles fill the SMs poorly (6144x4096
+at M = 1024: 192 tiles on 132 SMs, 0.69x vs 0.76x).
+
+Needs ``triton.experimental.gluon`` with Hopper TMA, ``warpgroup_mma`` and
+``warp_specialize`` (Triton 3.5/3.6 API) and an sm_90 GPU; :func:`available` says
+whether it can be used and ``triton_gemm.fp4_gemm`` falls back otherwise. No vLLM
+imports; nothing here runs under ``TRITON_INTERPRET``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+from vllm_fouroversix.kernels.device import INTERPRET
+
+try:  # Gluon is experimental: a Triton without it (or with another API) falls back
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    _GLUON = hasattr(gl, "warp_specialize")
+except Exception:  # noqa: BLE001 - ImportError or an API change inside gluon
+    _GLUON = False
+
+__all__ = ["available", "usable", "tiles_fill", "fp4_wgmma_gemm", "BM", "BN", "BK"]
+
+#: Output tile: BN weight rows (two warp groups of 64) x BM activation rows; BK values a K step.
+BM, BN, BK = 256, 128, 64
+_STAGES = 4
+
+
+def available(device: torch.device) -> bool:
+    """Gluon with Hopper TMA/wgmma/warp specialization is importable, not interpreting, and
+    the device is sm_90 (wgmma exists on Hopper only)."""
+    return (_GLUON and not INTERPRET and device.type == "cuda"
+            and torch.cuda.get_device_capability(device)[0] == 9)
+
+
+def usable(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor) -> bool:
+    """The operands are what TMA and the kernel's loads take: bf16 activations with 16-byte
+    aligned rows, K a multiple of 64, contiguous weight codes and scales (4-byte scale words)."""
+    K = a.shape[1]
+    return (a.dtype == torch.bfloat16 and K % BK == 0 and a.stride(1) == 1 and (a.stride(0) * 2) % 16 == 0
+            and a.data_ptr() % 16 == 0 and data.is_contiguous() and data.data_ptr() % 16 == 0
+            and sbytes.is_contiguous() and sbytes.data_ptr() % 4 == 0)
+
+
+def tiles_fill(M: int, N: int, sms: int) -> float:
+    """How full the last wave of 128 x 256 tiles leaves the SMs on average (1.0: whole waves)."""
+    tiles = triton.cdiv(N, BN) * triton.cdiv(M, BM)
+    return tiles / (triton.cdiv(tiles, sms) * sms)
+
+
+def _pair_decode_asm() -> str:
+    """PTX: $4 = 4 packed bytes, $5..$8 = each byte's bf16x2 multiplier (s * 2^118, twice).
+    $i = the bf16x2 (low nibble, high nibble) of byte i times its multiplier, q * s * 2^-8.
+
+    A code is placed as sign -> bit 15, magnitude -> bits 6..8 of a bf16 (value q * 2^-126,
+    the e = 0 codes as subnormals), as triton_gemm's decode does; ``u = bytes >> 4`` puts each
+    high nibble in the low nibble of its byte, and one prmt picks byte i of the input into
+    the low half and byte i of u into the high half.
+    """
+    lines = ["{", ".reg .b32 u, t, a, b, nz;", "mov.b32 nz, 0x80008000;", "shr.b32 u, $4, 4;"]
+    for i in range(4):
+        sel = i | (i << 4) | ((4 + i) << 8) | ((4 + i) << 12)
+        lines += [f"prmt.b32 t, $4, u, {hex(sel)};", "shl.b32 a, t, 6;", "shl.b32 b, t, 12;",
+                  "lop3.b32 a, a, b, 0x01C001C0, 0xE4;", "and.b32 a, a, 0x81C081C0;",
+                  f"fma.rn.bf16x2 ${i}, a, ${5 + i}, nz;"]
+    return "\n" + "\n".join(lines + ["}"]) + "\n"
+
+
+if _GLUON:
+    try:  # an installed Gluon whose API differs from 3.5/3.6's must not break the import
+        _DEC = gl.constexpr(_pair_decode_asm())
+        _BK = gl.constexpr(BK)
+
+        @gluon.constexpr_function
+        def _byte_layout():
+            # weight bytes [64, 32] of one K step for one warp group: thread (g = lane / 4,
+            # c = lane % 4) of warp w holds bytes c + 4r (r = 0..7) of rows 16w + g and
+            # 16w + g + 8, i.e. the m16n8k16 A fragment's (k, k + 1) pairs, one byte a pair.
+            return gl.DistributedLinearLayout(
+                [[8, 0], [0, 4], [0, 8], [0, 16]], [[0, 1], [0, 2], [1, 0], [2, 0], [4, 0]],
+                [[16, 0], [32, 0]], [], [64, 32])
+
+        @gluon.constexpr_function
+        def _block_layout():
+            # the same bytes as [64, 4 (16-value block), 8]
+            return gl.DistributedLinearLayout(
+                [[8, 0, 0], [0, 0, 4], [0, 1, 0], [0, 2, 0]], [[0, 0, 1], [0, 0, 2], [1, 0, 0], [2, 0, 0], [4, 0, 0]],
+                [[16, 0, 0], [32, 0, 0]], [], [64, 4, 8])
+
+        @gluon.jit
+        def _decode(wb, sc, LW: gl.constexpr, LW3: gl.constexpr, LA: gl.constexpr):
+            """Weight bytes wb [64, 32] and scale bytes sc [64, 4] -> the A operand [64, 64] (q * s * 2^-8)."""
+            s = (sc.to(gl.float8e4nv, bitcast=True).to(gl.float32) * 3.3230699894622794e35).to(gl.bfloat16)  # 2^118
+            s = s.to(gl.uint16, bitcast=True).to(gl.int32) * 65537  # bf16x2 (m, m)
+            s = gl.convert_layout(gl.reshape(gl.expand_dims(s, 2) + gl.zeros([64, 4, 8], gl.int32, LW3), [64, 32]),
+                                  LW, assert_trivial=True)
+            d = gl.inline_asm_elementwise(_DEC, "=r,=r,=r,=r,r,r,r,r,r", [wb, s], dtype=gl.int32, is_pure=True, pack=4)
+            lo = (d & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
+            hi = (d >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
+            a = gl.reshape(gl.join(lo, hi), [64, 64])  # byte b's pair -> k = 2b, 2b + 1
+            return gl.convert_layout(a, gl.DotOperandLayout(operand_index=0, parent=LA, k_width=2),
+                                     assert_trivial=True)
+
+        @gluon.jit
+        def _loader(x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk,
+                    STAGES: gl.constexpr):
+            nbytes: gl.constexpr = x_desc.block_type.nbytes + 2 * w_desc.block_type.nbytes
+            for i in range(nk):
+                s = i % STAGES
+                mbarrier.wait(empty.index(s), ((i // STAGES) & 1) ^ 1)  # both MMA groups released it
+                mbarrier.expect(ready.index(s), nbytes)
+                tma.async_copy_global_to_shared(x_desc, [m0, i * _BK], ready.index(s), x_smem.index(s))
+                tma.async_copy_global_to_shared(w_desc, [n0, i * (_BK // 2)], ready.index(s), w0_smem.index(s))
+                tma.async_copy_global_to_shared(w_desc, [n0 + 64, i * (_BK // 2)], ready.index(s), w1_smem.index(s))
+
+        @gluon.jit
+        def _mma_group(x_smem, w_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
+                       M, N, nk, stride_s, stride_om, stride_ga, n0, m0, TBM: gl.constexpr,
+                       STAGES: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr):
+            """One warp group: out rows m0.. (TBM) x weight rows n0..n0+63."""
+            LA: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                         instr_shape=[16, TBM, 16])
+            LW: gl.constexpr = _byte_layout()
+            LW3: gl.constexpr = _block_layout()
+            LS: gl.constexpr = gl.SliceLayout(2, LW3)
+            # the 4 scale bytes of a row and K step as one int32 word, split in registers
+            sn = gl.arange(0, 64, layout=gl.SliceLayout(1, LS))
+            sj8 = gl.expand_dims(gl.arange(0, 4, layout=gl.SliceLayout(0, LS)), 0) * 8
+            s_in = (n0 + sn) < N
+            s_words = s_ptr.to(gl.pointer_type(gl.int32), bitcast=True) + (n0 + sn).to(gl.int64) * (stride_s // 4)
+            sw = gl.load(s_words, mask=s_in, other=0)
+            acc = gl.zeros([64, TBM], gl.float32, LA)
+            for i in range(nk):
+                st = i % STAGES
+                mbarrier.wait(ready.index(st), (i // STAGES) & 1)
+                wb = w_smem.index(st).load(LW)
+                a = _decode(wb, ((gl.expand_dims(sw, 1) >> sj8) & 0xFF).to(gl.uint8), LW, LW3, LA)
+                sw = gl.load(s_words + (i + 1), mask=s_in & (i + 1 < nk), other=0)  # next step's scales
+                acc = warpgroup_mma(a, x_smem.index(st).permute((1, 0)), acc, is_async=True)
+                # this group's MMA completes before the next decode reuses registers (see the module doc)
+                acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+                mbarrier.arrive(empty.index(st))
+            # Epilogue: the decoded weight was q * s * 2^-8, so acc * 256 is the exact sum;
+            # then (acc * (ga * gw)) + bias in FP32 as triton_prefill.scaled_output.
+            on = n0 + gl.expand_dims(gl.arange(0, 64, layout=gl.SliceLayout(1, LA)), 1)
+            om = m0 + gl.expand_dims(gl.arange(0, TBM, layout=gl.SliceLayout(0, LA)), 0)
+            if GW_VEC:
+                gw = gl.load(gw_ptr + on, mask=on < N, other=0.0)
+            else:
+                gw = gl.load(gw_ptr)
+            res = acc * 256.0
+            if HAS_GA:
+                res = res * (gl.load(ga_ptr + om * stride_ga, mask=om < M, other=0.0) * gw)
+            else:
+                res = res * gw
+            if HAS_BIAS:
+                res = res + gl.load(bias_ptr + on, mask=on < N, other=0.0).to(gl.float32)
+            # out^T tile -> out [m, n]: through shared memory into 16-byte row stores
+            LO: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
+            res = gl.convert_layout(gl.permute(res.to(out_ptr.dtype.element_ty), (1, 0)), LO)
+            om2 = m0 + gl.expand_dims(gl.arange(0, TBM, layout=gl.SliceLayout(1, LO)), 1)
+            on2 = n0 + gl.expand_dims(gl.arange(0, 64, layout=gl.SliceLayout(0, LO)), 0)
+            gl.store(out_ptr + om2.to(gl.int64) * stride_om + on2, res, mask=(om2 < M) & (on2 < N))
+
+        @gluon.jit
+        def _fp4_wgmma_gemm_kernel(
+            x_desc, w_desc, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
+            M, N, K, stride_s, stride_om, stride_ga,
+            TBM: gl.constexpr, STAGES: gl.constexpr,
+            GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
+        ):
+            n0 = gl.program_id(0) * 128
+            m0 = gl.program_id(1) * TBM
+            nk = K // _BK
+            x_smem = gl.allocate_shared_memory(gl.bfloat16, [STAGES, TBM, _BK], x_desc.layout)
+            w0_smem = gl.allocate_shared_memory(gl.uint8, [STAGES, 64, _BK // 2], w_desc.layout)
+            w1_smem = gl.allocate_shared_memory(gl.uint8, [STAGES, 64, _BK // 2], w_desc.layout)
+            ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+            empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+            for s in gl.static_range(STAGES):
+                mbarrier.init(ready.index(s), count=1)
+                mbarrier.init(empty.index(s), count=2)  # one arrival from each MMA warp group
+            gl.warp_specialize([
+                (_mma_group, (x_smem, w0_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, M, N, nk,
+                              stride_s, stride_om, stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS)),
+                (_mma_group, (x_smem, w1_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, M, N, nk,
+                              stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS)),
+                (_loader, (x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk, STAGES)),
+            ], [4, 1], [232, 40])
+    except Exception:  # noqa: BLE001
+        _GLUON = False
+
+
+def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
+                   ga: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, stride_ga: int, flags: dict) -> torch.Tensor:
+    """``out`` [M, N] = bf16 ``a`` [M, K] x the NVFP4 weight (``data`` [N, K/2], ``sbytes``
+    [N, K/16] uint8), with the epilogue operands as ``triton_prefill.epilogue_args`` returns
+    them. The operands must pass :func:`usable`."""
+    M, K = a.shape
+    N = data.shape[0]
+    if not _GLUON or not usable(a, data, sbytes):
+        raise ValueError(f"fp4_wgmma_gemm cannot take M={M}, K={K}, {a.dtype} with these strides/alignments")
+    x_desc = TensorDescriptor.from_tensor(a, [BM, BK], gl.NVMMASharedLayout.get_default_for([BM, BK], gl.bfloat16))
+    w_desc = TensorDescriptor.from_tensor(data, [64, BK // 2],
+                                          gl.NVMMASharedLayout.get_default_for([64, BK // 2], gl.uint8))
+    _fp4_wgmma_gemm_kernel[(triton.cdiv(N, BN), triton.cdiv(M, BM))](
+        x_desc, w_desc, sbytes, gw, ga, bias, out, M, N, K, sbytes.stride(0), out.stride(0), stride_ga,
+        TBM=BM, STAGES=_STAGES, **flags, num_warps=4)
+    return out
