@@ -16,9 +16,10 @@ it is in registers:
 - the registers of the m16n8k16 A fragment hold (k, k + 1) pairs: each thread decodes
   whole bytes, so it reads bytes c, c + 4, ... (c = lane % 4) of its rows; one PTX
   block turns 4 bytes into four bf16x2 (low nibble, high nibble) pairs and multiplies
-  them by their block scale: ``q * s * 2^-8``, exact in bf16 (the multiplier s * 2^118
-  is a bf16 of the E4M3 scale; the codes are placed as ``q * 2^-126``); the epilogue
-  multiplies the fp32 accumulator by 256 (exact) before ``(acc * (ga * gw)) + bias``;
+  them by their block scale: ``q * s * 2^-8``, exact in bf16 (the codes are placed as
+  ``q * 2^-126``, the multiplier s * 2^118 is built from the E4M3 byte with integer
+  ops and two exact bf16 multiplies); the epilogue multiplies the fp32 accumulator by
+  256 (exact) before ``(acc * (ga * gw)) + bias``;
 - each MMA warp group waits for its own MMA before decoding the next tile: an in-flight
   ``wgmma`` reads its A registers, and ptxas does not keep them from being reused
   (with one MMA left in flight the next decode overwrote them: wrong results at
@@ -100,9 +101,25 @@ def _pair_decode_asm() -> str:
     return "\n" + "\n".join(lines + ["}"]) + "\n"
 
 
+# PTX: an int32 word of 4 E4M3 scale bytes ($1) and a prmt selector ($2) that puts byte j in
+# the low byte of both halves -> the bf16x2 (s_j * 2^118, s_j * 2^118). ``b << 4`` as bf16 bits
+# is exactly s * 2^-120 (E4M3's exponent and mantissa land in bf16's, its subnormals in bf16's
+# subnormals); two exact multiplies by 2^119 (0x7B00) give s * 2^118 <= 448 * 2^118 < 2^127.
+_SCALE_PTX = """
+{
+.reg .b32 t, c;
+mov.b32 c, 0x7B007B00;
+prmt.b32 t, $1, 0, $2;
+shl.b32 t, t, 4;
+mul.rn.bf16x2 t, t, c;
+mul.rn.bf16x2 $0, t, c;
+}
+"""
+
 if _GLUON:
     try:  # an installed Gluon whose API differs from 3.5/3.6's must not break the import
         _DEC = gl.constexpr(_pair_decode_asm())
+        _SCALE = gl.constexpr(_SCALE_PTX)
         _BK = gl.constexpr(BK)
 
         @gluon.constexpr_function
@@ -122,10 +139,11 @@ if _GLUON:
                 [[16, 0, 0], [32, 0, 0]], [], [64, 4, 8])
 
         @gluon.jit
-        def _decode(wb, sc, LW: gl.constexpr, LW3: gl.constexpr, LA: gl.constexpr):
-            """Weight bytes wb [64, 32] and scale bytes sc [64, 4] -> the A operand [64, 64] (q * s * 2^-8)."""
-            s = (sc.to(gl.float8e4nv, bitcast=True).to(gl.float32) * 3.3230699894622794e35).to(gl.bfloat16)  # 2^118
-            s = s.to(gl.uint16, bitcast=True).to(gl.int32) * 65537  # bf16x2 (m, m)
+        def _decode(wb, sw, sel, LW: gl.constexpr, LW3: gl.constexpr, LA: gl.constexpr):
+            """Weight bytes wb [64, 32] and scale words sw [64] (4 blocks a row) -> the A operand
+            [64, 64] (q * s * 2^-8); sel [1, 4]: the prmt selectors of the 4 blocks."""
+            s = gl.inline_asm_elementwise(_SCALE, "=r,r,r", [gl.expand_dims(sw, 1) + gl.zeros_like(sel), sel + 0 * gl.expand_dims(sw, 1)],
+                                          dtype=gl.int32, is_pure=True, pack=1)  # [64, 4] bf16x2 (m, m)
             s = gl.convert_layout(gl.reshape(gl.expand_dims(s, 2) + gl.zeros([64, 4, 8], gl.int32, LW3), [64, 32]),
                                   LW, assert_trivial=True)
             d = gl.inline_asm_elementwise(_DEC, "=r,=r,=r,=r,r,r,r,r,r", [wb, s], dtype=gl.int32, is_pure=True, pack=4)
@@ -159,7 +177,7 @@ if _GLUON:
             LS: gl.constexpr = gl.SliceLayout(2, LW3)
             # the 4 scale bytes of a row and K step as one int32 word, split in registers
             sn = gl.arange(0, 64, layout=gl.SliceLayout(1, LS))
-            sj8 = gl.expand_dims(gl.arange(0, 4, layout=gl.SliceLayout(0, LS)), 0) * 8
+            sel = gl.expand_dims(gl.arange(0, 4, layout=gl.SliceLayout(0, LS)), 0) * 0x101 + 0x4040  # byte j, twice
             s_in = (n0 + sn) < N
             s_words = s_ptr.to(gl.pointer_type(gl.int32), bitcast=True) + (n0 + sn).to(gl.int64) * (stride_s // 4)
             sw = gl.load(s_words, mask=s_in, other=0)
@@ -168,7 +186,7 @@ if _GLUON:
                 st = i % STAGES
                 mbarrier.wait(ready.index(st), (i // STAGES) & 1)
                 wb = w_smem.index(st).load(LW)
-                a = _decode(wb, ((gl.expand_dims(sw, 1) >> sj8) & 0xFF).to(gl.uint8), LW, LW3, LA)
+                a = _decode(wb, sw, sel, LW, LW3, LA)
                 sw = gl.load(s_words + (i + 1), mask=s_in & (i + 1 < nk), other=0)  # next step's scales
                 acc = warpgroup_mma(a, x_smem.index(st).permute((1, 0)), acc, is_async=True)
                 # this group's MMA completes before the next decode reuses registers (see the module doc)
