@@ -25,11 +25,11 @@ it is in registers:
   (with one MMA left in flight the next decode overwrote them: wrong results at
   256 columns, run 17). The two warp groups overlap each other instead.
 
-H100, rotating weights (benchmarks/hopper.md, run 17), W4A16 bf16/this at M = 1024:
-4096x4096 0.85x (decode + cuBLAS 0.79x), 28672x4096 0.84x (0.79x), 4096x14336 0.86x
-(0.73x); at M = 256, 28672x4096 0.92x (0.60x). Slower than decode + cuBLAS from M = 2048
-(0.85-0.87x vs 0.88-0.98x) and where its 128 x 256 tiles fill the SMs poorly (6144x4096
-at M = 1024: 192 tiles on 132 SMs, 0.69x vs 0.76x).
+H100, rotating weights (benchmarks/hopper.md, run 17e), W4A16 bf16/this at M = 1024:
+4096x4096 0.87x (decode + cuBLAS 0.78x), 28672x4096 0.88x (0.81x), 4096x14336 0.85x
+(0.78x); 28672x4096 at M = 256 0.96x (0.48x). Slower than decode + cuBLAS from M = 2048
+(0.85-0.88x vs 0.88-0.91x) and where its 128 x 256 tiles leave SMs idle (6144x4096 at
+M = 1024: 192 tiles on 132 SMs, 0.75x vs 0.81x).
 
 Needs ``triton.experimental.gluon`` with Hopper TMA, ``warpgroup_mma`` and
 ``warp_specialize`` (Triton 3.5/3.6 API) and an sm_90 GPU; :func:`available` says
@@ -54,7 +54,7 @@ try:  # Gluon is experimental: a Triton without it (or with another API) falls b
 except Exception:  # noqa: BLE001 - ImportError or an API change inside gluon
     _GLUON = False
 
-__all__ = ["available", "usable", "tiles_fill", "fp4_wgmma_gemm", "BM", "BN", "BK"]
+__all__ = ["available", "usable", "tiles", "tiles_fill", "fp4_wgmma_gemm", "BM", "BN", "BK"]
 
 #: Output tile: BN weight rows (two warp groups of 64) x BM activation rows; BK values a K step.
 BM, BN, BK = 256, 128, 64
@@ -77,10 +77,15 @@ def usable(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor) -> bool:
             and sbytes.is_contiguous() and sbytes.data_ptr() % 4 == 0)
 
 
+def tiles(M: int, N: int) -> int:
+    """CTAs (128 x 256 tiles of out^T) of an M x N product."""
+    return triton.cdiv(N, BN) * triton.cdiv(M, BM)
+
+
 def tiles_fill(M: int, N: int, sms: int) -> float:
-    """How full the last wave of 128 x 256 tiles leaves the SMs on average (1.0: whole waves)."""
-    tiles = triton.cdiv(N, BN) * triton.cdiv(M, BM)
-    return tiles / (triton.cdiv(tiles, sms) * sms)
+    """How full the waves of tiles keep the SMs on average (1.0: whole waves)."""
+    t = tiles(M, N)
+    return t / (triton.cdiv(t, sms) * sms)
 
 
 def _pair_decode_asm() -> str:

@@ -679,7 +679,7 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     activations are bf16, the only dtype the Gluon kernels take): for 2 <= M <= 8 on a
     CUDA device the 'mma' kernel of ``gluon_gemm``, and for 128 < M <= 1024 on sm_90 the
     'wgmma' kernel of ``gluon_wgmma`` where its 128 x 256 tiles fill the SMs (the last wave
-    at least 85% full) or N >= 16384. ``cublas_prefill``: that GEMM would be cuBLAS (W4A16 with a
+    at least 85% full, or one wave at least 70% full) or N >= 16384. ``cublas_prefill``: that GEMM would be cuBLAS (W4A16 with a
     host-side weight scale), not the Triton GEMM of W4A4.
     """
     sms = num_sms(device) if device is not None else 132
@@ -695,12 +695,15 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     if allow_mma and 128 < M <= 1024 and K % 64 == 0 and device is not None and _wgmma_usable(device):
         from vllm_fouroversix.kernels import gluon_wgmma
 
-        # Run 17 (H100, rotating weights, W4A16 bf16/this): M = 1024 4096x4096 0.85x (decode +
-        # cuBLAS 0.79x), 28672x4096 0.84x (0.79x), 4096x14336 0.86x (0.73x); M = 256..512 at
-        # N = 28672 0.78-0.92x (0.60-0.62x). Where the tiles leave the last wave partly empty
-        # (6144x4096 at M = 1024: 192 tiles, 0.69x vs 0.76x; N = 4096 at M <= 512: 32-64 tiles)
-        # and from M = 2048 (0.85-0.87x vs 0.88-0.98x) decoding first stays faster.
-        if N >= 16384 or gluon_wgmma.tiles_fill(M, N, sms) >= 0.85:
+        # Run 17e (H100, rotating weights, W4A16 bf16/this vs decode + cuBLAS): M = 1024
+        # 4096x4096 0.87x vs 0.78x, 28672x4096 0.88x vs 0.81x, 4096x14336 0.85x vs 0.78x;
+        # 28672x4096 M = 256 0.96x vs 0.48x, M = 512 0.80x vs 0.65x; 6144x4096 M = 512 (96 tiles,
+        # one wave) 0.73x vs 0.62x. Where the tiles leave the SMs idle (6144x4096 at M = 1024:
+        # 192 tiles, 0.75x vs 0.81x; N = 4096 at M <= 512: 32-64 tiles, 0.37-0.53x vs 0.51-0.66x)
+        # and from M = 2048 (0.85-0.88x vs 0.88-0.91x) decoding first stays faster.
+        tiles_fill = gluon_wgmma.tiles_fill(M, N, sms)
+        one_wave = gluon_wgmma.tiles(M, N) <= sms
+        if N >= 16384 or tiles_fill >= 0.85 or (one_wave and tiles_fill >= 0.7):
             return GemmConfig(kind="wgmma", BM=gluon_wgmma.BM, BN=gluon_wgmma.BN, BK=gluon_wgmma.BK,
                               num_warps=9, num_stages=4)
     if M <= 2:
