@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 SHAPES = [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]
-MS = [1, 2, 4, 8, 16, 64, 256, 1024, 4096]
+MS = [1, 2, 4, 8, 16, 64, 256, 512, 1024, 4096]
 RULES = ("mse", "mae", "abs_max", "static_6", "static_4")
 
 
@@ -75,6 +75,7 @@ def check_gemm(gen: torch.Generator) -> list[str]:
     from vllm_fouroversix import nvfp4
     from vllm_fouroversix.backends.base import ActivationQuant, QuantizedWeight
     from vllm_fouroversix.backends.triton import TritonBackend
+    from vllm_fouroversix.kernels import gluon_wgmma
     from vllm_fouroversix.kernels.triton_gemm import GemmConfig, fp4_gemm, select_config
 
     be = TritonBackend()
@@ -104,8 +105,10 @@ def check_gemm(gen: torch.Generator) -> list[str]:
             # every explicit path on this shape (W4A16, bias, scalar gw)
             for cfg in (GemmConfig("gemv", BM=1, BN=16, BK=256), GemmConfig("gemv2", BM=1 if M == 1 else 4, BN=32, BK=512),
                         GemmConfig("tc", BM=16, BN=64, BK=128),
-                        GemmConfig("tc", BM=128, BN=128, BK=64, num_warps=8), GemmConfig("dq")):
+                        GemmConfig("tc", BM=128, BN=128, BK=64, num_warps=8), GemmConfig("dq"), GemmConfig("wgmma")):
                 if cfg.kind in ("gemv", "gemv2") and M > 4:
+                    continue
+                if cfg.kind == "wgmma" and (M < 48 or K % 64 or not gluon_wgmma.available(torch.device("cuda"))):
                     continue
                 out = fp4_gemm(x, qw.data, qw.scales, qw.global_scale, bias=bias.cuda(), config=cfg).float().cpu()
                 ref = nvfp4.reference_linear(x.cpu(), wq, bias, act_quant=False).float()
