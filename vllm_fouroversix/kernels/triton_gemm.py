@@ -654,6 +654,8 @@ class GemmConfig:
     def short(self) -> str:
         if self.kind == "dq":
             return "dq+matmul"
+        if self.kind == "wgmma":  # one tile shape (gluon_wgmma.BM x BN x BK)
+            return "wgmma 256x128x64"
         pf = " pf" if self.prefetch else ""
         return f"{self.kind} {self.BM}x{self.BN}x{self.BK} s{self.split_k} w{self.num_warps} st{self.num_stages}{pf}"
 
