@@ -121,10 +121,23 @@ mul.rn.bf16x2 $0, t, c;
 }
 """
 
+# PTX: four int32 words ($1..$4) and a prmt selector ($5: byte c of each operand) -> the 4 bytes
+# c of the words, packed. Lets a thread read its rows' words with 16-byte loads and keep the
+# bytes of its lane (c = lane % 4), instead of 16 one-byte loads and their packing.
+_SELECT_PTX = """
+{
+.reg .b32 t0, t1;
+prmt.b32 t0, $1, $2, $5;
+prmt.b32 t1, $3, $4, $5;
+prmt.b32 $0, t0, t1, 0x5410;
+}
+"""
+
 if _GLUON:
     try:  # an installed Gluon whose API differs from 3.5/3.6's must not break the import
         _DEC = gl.constexpr(_pair_decode_asm())
         _SCALE = gl.constexpr(_SCALE_PTX)
+        _SELECT = gl.constexpr(_SELECT_PTX)
         _BK = gl.constexpr(BK)
 
         @gluon.constexpr_function
@@ -142,6 +155,24 @@ if _GLUON:
             return gl.DistributedLinearLayout(
                 [[8, 0, 0], [0, 0, 4], [0, 1, 0], [0, 2, 0]], [[0, 0, 1], [0, 0, 2], [1, 0, 0], [2, 0, 0], [4, 0, 0]],
                 [[16, 0, 0], [32, 0, 0]], [], [64, 4, 8])
+
+        @gluon.constexpr_function
+        def _word_layout():
+            # the same bytes as 32-bit words [64, 8 (word), 4 (byte c = lane % 4)]: each lane
+            # loads all 8 words of its two rows (16-byte loads, shared by the lanes of a quad)
+            return gl.DistributedLinearLayout(
+                [[8, 0, 0], [0, 1, 0], [0, 2, 0], [0, 4, 0]], [[0, 0, 1], [0, 0, 2], [1, 0, 0], [2, 0, 0], [4, 0, 0]],
+                [[16, 0, 0], [32, 0, 0]], [], [64, 8, 4])
+
+        @gluon.jit
+        def _load_bytes(w_stage, bsel, LW: gl.constexpr, LWW3: gl.constexpr):
+            """A stage's weight bytes [64, 32] in LW: 16-byte loads of words, then each lane's bytes."""
+            words = w_stage._reinterpret(gl.int32, [64, 8], gl.NVMMASharedLayout(
+                swizzle_byte_width=w_stage.type.layout.swizzle_byte_width, element_bitwidth=32, rank=2))
+            words = gl.expand_dims(words.load(gl.SliceLayout(2, LWW3)), 2) + gl.zeros_like(bsel)
+            b = gl.inline_asm_elementwise(_SELECT, "=r,r,r,r,r,r,r,r,r", [words, bsel + 0 * words],
+                                          dtype=gl.uint8, is_pure=True, pack=4)
+            return gl.convert_layout(gl.reshape(b, [64, 32]), LW, assert_trivial=True)
 
         @gluon.jit
         def _decode(wb, sw, sel, LW: gl.constexpr, LW3: gl.constexpr, LA: gl.constexpr):
@@ -180,6 +211,9 @@ if _GLUON:
             LW: gl.constexpr = _byte_layout()
             LW3: gl.constexpr = _block_layout()
             LS: gl.constexpr = gl.SliceLayout(2, LW3)
+            LWW3: gl.constexpr = _word_layout()
+            bc = gl.arange(0, 4, layout=gl.SliceLayout(0, gl.SliceLayout(1, LWW3)))
+            bsel = gl.expand_dims(gl.expand_dims(bc, 0), 1) * 0x11 + 0x40  # [1, 1, 4]: byte c of both operands
             # the 4 scale bytes of a row and K step as one int32 word, split in registers
             sn = gl.arange(0, 64, layout=gl.SliceLayout(1, LS))
             sel = gl.expand_dims(gl.arange(0, 4, layout=gl.SliceLayout(0, LS)), 0) * 0x101 + 0x4040  # byte j, twice
@@ -190,7 +224,7 @@ if _GLUON:
             for i in range(nk):
                 st = i % STAGES
                 mbarrier.wait(ready.index(st), (i // STAGES) & 1)
-                wb = w_smem.index(st).load(LW)
+                wb = _load_bytes(w_smem.index(st), bsel, LW, LWW3)
                 a = _decode(wb, sw, sel, LW, LW3, LA)
                 sw = gl.load(s_words + (i + 1), mask=s_in & (i + 1 < nk), other=0)  # next step's scales
                 acc = warpgroup_mma(a, x_smem.index(st).permute((1, 0)), acc, is_async=True)
