@@ -458,7 +458,8 @@ def test_mma_warps_and_selection():
 
 def test_wgmma_selection(monkeypatch):
     # The Gluon wgmma kernel (128 < M <= 1024, bf16, sm_90) is taken where its 128 x 256 tiles
-    # fill the SMs (last wave >= 85% full, or one wave >= 70%) or N >= 16384; never without such a device.
+    # fill the SMs (last wave >= 85% full, or one wave >= 70%), where M > 768 and its launches
+    # split into whole waves and a wave of 128-row tiles, or N >= 16384; never without such a device.
     assert not gwg.available(torch.device("cpu"))
     assert tg.select_config(1024, 4096, 4096, torch.device("cpu")).kind == "dq"
     assert gwg.tiles_fill(1024, 4096, 132) == pytest.approx(128 / 132)
@@ -467,12 +468,18 @@ def test_wgmma_selection(monkeypatch):
     dev = torch.device("cpu")  # num_sms: 132 off CUDA
     kinds = {(M, N, K): tg.select_config(M, N, K, dev).kind
              for (M, N, K) in [(1024, 4096, 4096), (1024, 4096, 14336), (1024, 28672, 4096), (256, 28672, 4096),
-                               (1024, 6144, 4096), (512, 6144, 4096), (512, 4096, 4096), (2048, 4096, 4096),
-                               (128, 28672, 4096), (1024, 4096, 4160 - 32)]}
+                               (1024, 6144, 4096), (768, 6144, 4096), (512, 6144, 4096), (512, 4096, 4096),
+                               (2048, 4096, 4096), (128, 28672, 4096), (1024, 4096, 4160 - 32)]}
     assert kinds == {(1024, 4096, 4096): "wgmma", (1024, 4096, 14336): "wgmma", (1024, 28672, 4096): "wgmma",
-                     (256, 28672, 4096): "wgmma", (1024, 6144, 4096): "dq", (512, 6144, 4096): "wgmma",
-                     (512, 4096, 4096): "dq", (2048, 4096, 4096): "dq", (128, 28672, 4096): "tc",
-                     (1024, 4096, 4128): "dq"}
+                     (256, 28672, 4096): "wgmma", (1024, 6144, 4096): "wgmma", (768, 6144, 4096): "dq",
+                     (512, 6144, 4096): "wgmma", (512, 4096, 4096): "dq", (2048, 4096, 4096): "dq",
+                     (128, 28672, 4096): "tc", (1024, 4096, 4128): "dq"}
+    # launches: one where the tiles fill the waves; else whole waves of 256-row tiles, then one
+    # wave of 128-row tiles (6144 rows at M = 1024: 33 x 4 = 132 tiles, then 15 x 8 = 120)
+    assert gwg.plan(1024, 4096, 132) == [(0, 4096, 256)]
+    assert gwg.plan(512, 6144, 132) == [(0, 6144, 256)]  # one wave
+    assert gwg.plan(1024, 6144, 132) == [(0, 4224, 256), (4224, 6144, 128)]
+    assert gwg.plan(1024, 14336, 132) == [(0, 12672, 256), (12672, 14336, 128)]
     # not for fp16/fp32 activations (allow_mma=False)
     assert tg.select_config(1024, 4096, 4096, dev, allow_mma=False).kind == "dq"
     # what TMA and the kernel's loads take
@@ -624,8 +631,9 @@ def test_mma_gemm_gpu():
 
 @pytest.mark.gpu
 def test_wgmma_gemm_gpu():
-    # The Gluon wgmma kernel (bf16, sm_90): selected at M = 1024 on a 4096-row weight and at
-    # N >= 16384; forced on tile edges (M, N off the 256 x 128 tiles, K = 17 steps of 64), with a
+    # The Gluon wgmma kernel (bf16, sm_90): selected at M = 1024 on a 4096-row weight, at
+    # N >= 16384, and at M = 1024 on 6144 rows in two launches (256- then 128-row tiles);
+    # forced on tile edges (M, N off the 256 x 128 tiles, K = 17 steps of 64), with a
     # per-channel weight scale, bias, W4A4 per-row and per-tensor activation scales, a row stride
     # larger than K; a row stride TMA cannot take and fp16 activations take the other paths.
     if not gwg.available(torch.device("cuda")):
@@ -633,6 +641,7 @@ def test_wgmma_gemm_gpu():
     dev = torch.device("cuda")
     wg = tg.GemmConfig(kind="wgmma")
     for (N, K, M, cfg, kind) in [(4096, 4096, 1024, None, "wgmma"), (16384, 512, 200, None, "wgmma"),
+                                 (6144, 512, 1024, None, "wgmma"),  # two launches (gluon_wgmma.plan)
                                  (200, 1088, 300, wg, None), (384, 256, 77, wg, None), (1000, 1024, 513, wg, None)]:
         wq = _weight(N, K, seed=N + K, per_row_gw=N in (200, 1000))
         data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()

@@ -54,11 +54,12 @@ try:  # Gluon is experimental: a Triton without it (or with another API) falls b
 except Exception:  # noqa: BLE001 - ImportError or an API change inside gluon
     _GLUON = False
 
-__all__ = ["available", "usable", "tiles", "tiles_fill", "fp4_wgmma_gemm", "BM", "BN", "BK"]
+__all__ = ["available", "usable", "tiles", "tiles_fill", "plan", "fp4_wgmma_gemm", "BM", "BN", "BK"]
 
 #: Output tile: BN weight rows (two warp groups of 64) x BM activation rows; BK values a K step.
 BM, BN, BK = 256, 128, 64
 _STAGES = 4
+_SPLIT = True  # plan(): a second launch of 128-row tiles for a partly empty last wave (off: experiments)
 
 
 def available(device: torch.device) -> bool:
@@ -282,19 +283,41 @@ if _GLUON:
         _GLUON = False
 
 
+def plan(M: int, N: int, sms: int) -> list[tuple[int, int, int]]:
+    """The launches of an M x N product: (first weight row, end row, activation rows a tile).
+
+    One launch of 128 x 256 tiles, except where they take more than one wave and leave the
+    last one less than 85% full (e.g. 6144x4096 at M = 1024: 192 tiles on 132 SMs, the
+    second wave 45% full): then the rows that make whole waves of 256-row tiles, and the
+    rest with 128-row tiles (less efficient, but in a wave of their own that is full)."""
+    t = tiles(M, N)
+    if not _SPLIT or t <= sms or tiles_fill(M, N, sms) >= 0.85:
+        return [(0, N, BM)]
+    m_tiles = triton.cdiv(M, BM)
+    n1 = (t // sms) * sms // m_tiles * BN  # weight rows of the whole waves
+    rest = triton.cdiv(N - n1, BN) * triton.cdiv(M, BM // 2)
+    if n1 <= 0 or n1 >= N or rest > sms:
+        return [(0, N, BM)]
+    return [(0, n1, BM), (n1, N, BM // 2)]
+
+
 def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
-                   ga: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, stride_ga: int, flags: dict) -> torch.Tensor:
+                   ga: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, stride_ga: int, flags: dict,
+                   sms: int = 132) -> torch.Tensor:
     """``out`` [M, N] = bf16 ``a`` [M, K] x the NVFP4 weight (``data`` [N, K/2], ``sbytes``
     [N, K/16] uint8), with the epilogue operands as ``triton_prefill.epilogue_args`` returns
-    them. The operands must pass :func:`usable`."""
+    them; one or two launches (:func:`plan` for ``sms`` SMs). The operands must pass :func:`usable`."""
     M, K = a.shape
     N = data.shape[0]
     if not _GLUON or not usable(a, data, sbytes):
         raise ValueError(f"fp4_wgmma_gemm cannot take M={M}, K={K}, {a.dtype} with these strides/alignments")
-    x_desc = TensorDescriptor.from_tensor(a, [BM, BK], gl.NVMMASharedLayout.get_default_for([BM, BK], gl.bfloat16))
-    w_desc = TensorDescriptor.from_tensor(data, [64, BK // 2],
-                                          gl.NVMMASharedLayout.get_default_for([64, BK // 2], gl.uint8))
-    _fp4_wgmma_gemm_kernel[(triton.cdiv(N, BN), triton.cdiv(M, BM))](
-        x_desc, w_desc, sbytes, gw, ga, bias, out, M, N, K, sbytes.stride(0), out.stride(0), stride_ga,
-        TBM=BM, STAGES=_STAGES, **flags, num_warps=4)
+    w_desc_layout = gl.NVMMASharedLayout.get_default_for([64, BK // 2], gl.uint8)
+    for n0, n1, tbm in plan(M, N, sms):
+        x_desc = TensorDescriptor.from_tensor(a, [tbm, BK], gl.NVMMASharedLayout.get_default_for([tbm, BK], gl.bfloat16))
+        w_desc = TensorDescriptor.from_tensor(data[n0:n1], [64, BK // 2], w_desc_layout)
+        gw_p = gw[n0:n1] if flags["GW_VEC"] else gw
+        bias_p = bias[n0:n1] if flags["HAS_BIAS"] else bias
+        _fp4_wgmma_gemm_kernel[(triton.cdiv(n1 - n0, BN), triton.cdiv(M, tbm))](
+            x_desc, w_desc, sbytes[n0:n1], gw_p, ga, bias_p, out[:, n0:n1], M, n1 - n0, K, sbytes.stride(0),
+            out.stride(0), stride_ga, TBM=tbm, STAGES=_STAGES, **flags, num_warps=4)
     return out

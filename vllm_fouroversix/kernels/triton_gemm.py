@@ -681,7 +681,8 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     activations are bf16, the only dtype the Gluon kernels take): for 2 <= M <= 8 on a
     CUDA device the 'mma' kernel of ``gluon_gemm``, and for 128 < M <= 1024 on sm_90 the
     'wgmma' kernel of ``gluon_wgmma`` where its 128 x 256 tiles fill the SMs (the last wave
-    at least 85% full, or one wave at least 70% full) or N >= 16384. ``cublas_prefill``: that GEMM would be cuBLAS (W4A16 with a
+    at least 85% full, or one wave at least 70% full), where 768 < M and ``gluon_wgmma.plan``
+    splits the weight rows into whole waves and a wave of 128-row tiles, or N >= 16384. ``cublas_prefill``: that GEMM would be cuBLAS (W4A16 with a
     host-side weight scale), not the Triton GEMM of W4A4.
     """
     sms = num_sms(device) if device is not None else 132
@@ -697,7 +698,7 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     if allow_mma and 128 < M <= 1024 and K % 64 == 0 and device is not None and _wgmma_usable(device):
         from vllm_fouroversix.kernels import gluon_wgmma
 
-        # Run 17e (H100, rotating weights, W4A16 bf16/this vs decode + cuBLAS): M = 1024
+        # Run 17e (H100, rotating weights, W4A16 bf16/this vs decode + cuBLAS; one launch): M = 1024
         # 4096x4096 0.87x vs 0.78x, 28672x4096 0.88x vs 0.81x, 4096x14336 0.85x vs 0.78x;
         # 28672x4096 M = 256 0.96x vs 0.48x, M = 512 0.80x vs 0.65x; 6144x4096 M = 512 (96 tiles,
         # one wave) 0.73x vs 0.62x. Where the tiles leave the SMs idle (6144x4096 at M = 1024:
@@ -705,7 +706,12 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
         # and from M = 2048 (0.85-0.88x vs 0.88-0.91x) decoding first stays faster.
         tiles_fill = gluon_wgmma.tiles_fill(M, N, sms)
         one_wave = gluon_wgmma.tiles(M, N) <= sms
-        if N >= 16384 or tiles_fill >= 0.85 or (one_wave and tiles_fill >= 0.7):
+        # Whole waves of 256-row tiles, then one wave of 128-row tiles (gluon_wgmma.plan); run 17h,
+        # us: 6144x4096 M = 1024 88.7 vs decode + cuBLAS 91.2 (bf16 69.3), 14336x4096 M = 1024 201.7
+        # vs 217.2; but 6144x4096 M = 768 85.6 vs 70.0 (the plan's time does not shrink with M,
+        # cuBLAS's does): for 4 tiles of M only.
+        split = M > 3 * gluon_wgmma.BM and len(gluon_wgmma.plan(M, N, sms)) > 1
+        if N >= 16384 or tiles_fill >= 0.85 or (one_wave and tiles_fill >= 0.7) or split:
             return GemmConfig(kind="wgmma", BM=gluon_wgmma.BM, BN=gluon_wgmma.BN, BK=gluon_wgmma.BK,
                               num_warps=9, num_stages=4)
     if M <= 2:
@@ -907,7 +913,8 @@ def fp4_gemm(
         if gluon_wgmma.usable(a, data, sbytes):
             try:
                 gw_t, ga_t, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)
-                return gluon_wgmma.fp4_wgmma_gemm(a, data, sbytes, gw_t, ga_t, bias_t, out, stride_ga, ep)
+                return gluon_wgmma.fp4_wgmma_gemm(a, data, sbytes, gw_t, ga_t, bias_t, out, stride_ga, ep,
+                                                  sms=num_sms(dev))
             except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
                 if config is not None:
                     raise
