@@ -1,6 +1,6 @@
 """Batch/prefill NVFP4 GEMM on Hopper ``wgmma`` with the weight decoded straight into the
 MMA's A-operand registers (Gluon, sm_90). Used for 128 < M <= 1024 where its tiles fill
-the SMs (``triton_gemm.select_config``).
+the SMs (``triton_gemm.select_config`` says where).
 
 The other large-M path decodes the whole weight into a bf16 workspace and then runs
 cuBLAS or the Triton GEMM: the decode pass writes N x K x 2 bytes and costs about a
@@ -20,16 +20,19 @@ it is in registers:
   ``q * 2^-126``, the multiplier s * 2^118 is built from the E4M3 byte with integer
   ops and two exact bf16 multiplies); the epilogue multiplies the fp32 accumulator by
   256 (exact) before ``(acc * (ga * gw)) + bias``;
+- the weight bytes are read as 16-byte words and each lane keeps its bytes with ``prmt``;
 - each MMA warp group waits for its own MMA before decoding the next tile: an in-flight
   ``wgmma`` reads its A registers, and ptxas does not keep them from being reused
   (with one MMA left in flight the next decode overwrote them: wrong results at
-  256 columns, run 17). The two warp groups overlap each other instead.
+  256 columns, run 17). The two warp groups overlap each other instead;
+- where 256-row tiles would leave the last wave partly empty, :func:`plan` runs the
+  weight rows that make whole waves first and the rest as one wave of 128-row tiles.
 
-H100, rotating weights (benchmarks/hopper.md, run 17e), W4A16 bf16/this at M = 1024:
-4096x4096 0.87x (decode + cuBLAS 0.78x), 28672x4096 0.88x (0.81x), 4096x14336 0.85x
-(0.78x); 28672x4096 at M = 256 0.96x (0.48x). Slower than decode + cuBLAS from M = 2048
-(0.85-0.88x vs 0.88-0.91x) and where its 128 x 256 tiles leave SMs idle (6144x4096 at
-M = 1024: 192 tiles on 132 SMs, 0.75x vs 0.81x).
+H100, rotating weights (benchmarks/hopper.md, runs 17e-17i), W4A16 bf16/this at M = 1024:
+4096x4096 0.87-0.89x (decode + cuBLAS 0.78x), 28672x4096 0.88-0.90x (0.81x), 4096x14336
+0.85-0.93x (0.78x), 6144x4096 in two launches 0.78-0.83x (0.76-0.79x); 28672x4096 at
+M = 256 0.96-0.98x (0.48x). Slower than decode + cuBLAS from M = 2048 (0.85-0.88x vs
+0.88-0.91x) and where its tiles leave most SMs idle (N = 4096 at M <= 512: 32-64 tiles).
 
 Needs ``triton.experimental.gluon`` with Hopper TMA, ``warpgroup_mma`` and
 ``warp_specialize`` (Triton 3.5/3.6 API) and an sm_90 GPU; :func:`available` says
