@@ -139,6 +139,8 @@ prmt.b32 $0, t0, t1, 0x5410;
 
 if _GLUON:
     try:  # an installed Gluon whose API differs from 3.5/3.6's must not break the import
+        from vllm_fouroversix.kernels.gluon_gemm import scaled_epilogue
+
         _DEC = gl.constexpr(_pair_decode_asm())
         _SCALE = gl.constexpr(_SCALE_PTX)
         _SELECT = gl.constexpr(_SELECT_PTX)
@@ -239,17 +241,8 @@ if _GLUON:
             # then (acc * (ga * gw)) + bias in FP32 as triton_prefill.scaled_output.
             on = n0 + gl.expand_dims(gl.arange(0, 64, layout=gl.SliceLayout(1, LA)), 1)
             om = m0 + gl.expand_dims(gl.arange(0, TBM, layout=gl.SliceLayout(0, LA)), 0)
-            if GW_VEC:
-                gw = gl.load(gw_ptr + on, mask=on < N, other=0.0)
-            else:
-                gw = gl.load(gw_ptr)
-            res = acc * 256.0
-            if HAS_GA:
-                res = res * (gl.load(ga_ptr + om * stride_ga, mask=om < M, other=0.0) * gw)
-            else:
-                res = res * gw
-            if HAS_BIAS:
-                res = res + gl.load(bias_ptr + on, mask=on < N, other=0.0).to(gl.float32)
+            res = scaled_epilogue(acc * 256.0, on, om, M, N, gw_ptr, ga_ptr, bias_ptr, stride_ga,
+                                  GW_VEC, HAS_GA, HAS_BIAS)
             # out^T tile -> out [m, n]: through shared memory into 16-byte row stores
             LO: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
             res = gl.convert_layout(gl.permute(res.to(out_ptr.dtype.element_ty), (1, 0)), LO)

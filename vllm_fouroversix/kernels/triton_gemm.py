@@ -804,6 +804,13 @@ def _wgmma_usable(device: torch.device) -> bool:
     return gluon_wgmma.available(device)
 
 
+def _gluon_failed(failed: list[str], e: Exception, kernel: str, instead: str) -> None:
+    """Record a Gluon kernel's failure (its path is not selected again) and warn once."""
+    failed.append(f"{type(e).__name__}: {e}")
+    warnings.warn(f"vllm_fouroversix: the Gluon {kernel} failed ({failed[0][:300]}); using {instead} instead",
+                  RuntimeWarning, stacklevel=3)
+
+
 def _use_asm(device: torch.device) -> bool:
     return device.type == "cuda" and not INTERPRET
 
@@ -918,9 +925,7 @@ def fp4_gemm(
             except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
                 if config is not None:
                     raise
-                _WGMMA_FAILED.append(f"{type(e).__name__}: {e}")
-                warnings.warn(f"vllm_fouroversix: the Gluon wgmma GEMM failed ({_WGMMA_FAILED[0][:300]}); "
-                              "using the decode + GEMM path instead", RuntimeWarning, stacklevel=2)
+                _gluon_failed(_WGMMA_FAILED, e, "wgmma GEMM", "the decode + GEMM path")
         elif config is not None:
             raise ValueError("the 'wgmma' GEMM needs bf16 activations with 16-byte aligned rows, K % 64 == 0 "
                              "and contiguous, aligned weight codes and scales")
@@ -942,9 +947,7 @@ def fp4_gemm(
         except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
             if config is not None:
                 raise
-            _MMA_FAILED.append(f"{type(e).__name__}: {e}")
-            warnings.warn(f"vllm_fouroversix: the Gluon small-M GEMM failed ({_MMA_FAILED[0][:300]}); "
-                          "using the Triton tiles instead", RuntimeWarning, stacklevel=2)
+            _gluon_failed(_MMA_FAILED, e, "small-M GEMM", "the Triton tiles")
             cfg = _with_split(select_config(M, N, K, dev, cublas_prefill, allow_mma=False), M, N, K, num_sms(dev))
     if a.dtype == torch.float32 or INTERPRET:
         # fp32 activations: exact fp32 products. The interpreter has no bf16
