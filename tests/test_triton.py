@@ -7,6 +7,7 @@ benchmarks/hopper.md) and skip without CUDA.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -451,6 +452,12 @@ def test_mma_warps_and_selection():
     assert gg.mma_warps(4096, 4096) == 8 and gg.mma_warps(4096, 14336) == 8
     assert gg.mma_warps(28672, 4096) == 4 and gg.mma_warps(4096, 1536) == 4
     assert gg.mma_warps(4096, 1040) is None
+    # (warps, stages): the cp.async ring for M <= 4 below N = 16384 (4 warps, 3 stages up to
+    # K = 8192, then 8 warps, 2 stages), plain loads at M > 4 or N >= 16384.
+    assert gg.mma_plan(2, 4096, 4096) == (4, 3) and gg.mma_plan(4, 6144, 4096) == (4, 3)
+    assert gg.mma_plan(4, 4096, 14336) == (8, 2) and gg.mma_plan(2, 4096, 1536) == (4, 3)
+    assert gg.mma_plan(8, 4096, 4096) == (8, 1) and gg.mma_plan(2, 28672, 4096) == (4, 1)
+    assert gg.mma_plan(2, 4096, 1040) is None
     assert not gg.available(torch.device("cpu"))
     for M in range(1, 17):
         assert tg.select_config(M, 4096, 4096, torch.device("cpu")).kind != "mma"
@@ -601,25 +608,35 @@ def test_gemv2_paths_gpu():
 
 @pytest.mark.gpu
 def test_mma_gemm_gpu():
-    # The Gluon small-M kernel (M 2..8, bf16): selected where available; N off the 16-row grid,
-    # K with 8 and 4 warps, a per-channel weight scale, bias, W4A4 per-row and per-tensor
-    # activation scales, an activation row stride larger than K; fp16 activations and a K that
-    # no warp count divides fall back to the Triton tiles with the same results.
+    # The Gluon small-M kernel (M 2..8, bf16): selected where available, with its cp.async ring
+    # (M <= 4: 4 warps and 3 stages, 8 warps and 2 beyond K = 8192; fewer K steps than stages
+    # at K = 512) or plain loads (M > 4: 8 or 4 warps); N off the 16-row grid, a per-channel
+    # weight scale, bias, W4A4 per-row and per-tensor activation scales, an activation row
+    # stride larger than K; the ring and plain loads give the same bits; fp16 activations and a
+    # K that no warp count divides fall back to the Triton tiles with the same results.
     if not gg.available(torch.device("cuda")):
         pytest.skip("Gluon mma_v2 not available")
     dev = torch.device("cuda")
-    for (N, K, warps) in [(200, 2048, 8), (4096, 1536, 4), (40, 1040, None)]:
+    for (N, K, mma) in [(200, 2048, True), (4096, 1536, True), (72, 512, True), (48, 9216, True), (40, 1040, False)]:
         wq = _weight(N, K, seed=N + K, per_row_gw=N == 200)
         data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
         bias = torch.randn(N).to(torch.bfloat16)
         for M in (2, 3, 5, 8):
             cfg = tg.select_config(M, N, K, dev)
-            assert (cfg.kind, cfg.num_warps) == ("mma", warps) if warps else cfg.kind != "mma"
+            plan = gg.mma_plan(M, N, K)
+            assert (cfg.kind, cfg.num_warps, cfg.num_stages) == ("mma", *plan) if mma else cfg.kind != "mma"
             x = _acts((M, K + 64), seed=M)[:, :K]  # row stride K + 64
             ref = nvfp4.reference_linear(x.float(), wq, bias.float(), act_quant=False).float()
             for dtype in (torch.bfloat16, torch.float16):
                 out = tg.fp4_gemm(x.to(dtype).cuda(), data, scales, gw, bias=bias.cuda()).float().cpu()
                 torch.testing.assert_close(out, ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+            if mma:  # the other loop (ring <-> plain loads) with the same warps: the same sums
+                other = dataclasses.replace(cfg, num_stages=1 if cfg.num_stages > 1 else 3)
+                if cfg.num_warps == 8 and other.num_stages == 3:
+                    other = dataclasses.replace(other, num_stages=2)
+                xb = x.to(torch.bfloat16).cuda()
+                out = tg.fp4_gemm(xb, data, scales, gw, bias=bias.cuda())
+                assert torch.equal(tg.fp4_gemm(xb, data, scales, gw, bias=bias.cuda(), config=other), out)
             for per_row in (True, False):
                 q = tq.quantize_triton(x.cuda(), "mse", per_row=per_row, write_packed=False,
                                        dequant_dtype=torch.bfloat16)

@@ -42,14 +42,14 @@ from vllm_fouroversix.kernels.device import INTERPRET
 try:  # Gluon is experimental: any Triton without it (or with another API) falls back
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon.language.nvidia.ampere import mma_v2
+    from triton.experimental.gluon.language.nvidia.ampere import async_copy, mma_v2
     from triton.language.extra.cuda import gdc_wait
 
     _GLUON = True
 except Exception:  # noqa: BLE001 - ImportError or an API change inside gluon
     _GLUON = False
 
-__all__ = ["available", "mma_warps", "fp4_mma_gemm", "MAX_M"]
+__all__ = ["available", "mma_warps", "mma_plan", "fp4_mma_gemm", "MAX_M"]
 
 #: The largest M this kernel takes (one n8 MMA column block).
 MAX_M = 8
@@ -73,6 +73,24 @@ def mma_warps(N: int, K: int) -> int | None:
             return w
         w //= 2
     return None
+
+
+def mma_plan(M: int, N: int, K: int) -> tuple[int, int] | None:
+    """(warps, stages) of the kernel for an M x N x K product, or None when K does not divide.
+
+    ``stages`` >= 2: each warp keeps ``stages`` - 1 K steps of weight and scale bytes in
+    flight through ``cp.async`` (shared memory, no registers); 1: plain loads, one step at a
+    time. Run 18 (H100, rotating weights, us, plain -> ring): for M <= 4 below N = 16384 the
+    ring with 4 warps and 3 stages (K <= 8192; 4096x4096 M = 2 8.44 -> 7.85, 6144x4096 10.13
+    -> 9.61) or 8 warps and 2 stages (4096x14336 M = 2 20.42 -> 18.96) is faster; at M = 8
+    (its 8 activation rows a warp loads are on the critical path) and at N = 28672 (1792 CTAs
+    already keep the memory busy) it is not."""
+    if M <= 4 and N < 16384:
+        for warps, stages in ((4, 3), (8, 2)) if K <= 8192 else ((8, 2), (4, 3)):
+            if K % (_K_TILE * warps) == 0:
+                return warps, stages
+    warps = mma_warps(N, K)
+    return None if warps is None else (warps, 1)
 
 
 if _GLUON:
@@ -154,11 +172,51 @@ if _GLUON:
             return mma_v2(a, b, acc)
 
         @gluon.jit
+        def _ring_loop(x_ptr, w_ptr, s_ptr, x_off, x_in, w_off, w_in, n0, N, stride_s, n_it, acc,
+                       W: gl.constexpr, STAGES: gl.constexpr, PDL: gl.constexpr, LW: gl.constexpr,
+                       LB: gl.constexpr, LA: gl.constexpr):
+            """The K loop with each thread's weight bytes (and the warp's scale bytes) copied into
+            shared memory by cp.async STAGES - 1 steps ahead. Each thread reads back the weight
+            bytes it copied itself; the scale bytes go in 4-byte copies (cp.async's smallest) by
+            other lanes, hence the CTA barrier a step, which also keeps a stage from being
+            refilled while a warp still reads it."""
+            LSC: gl.constexpr = gl.BlockedLayout([1, 1, 4], [1, 16, 2], [W, 1, 1], [2, 1, 0])
+            SH: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, order=[2, 1, 0])  # rows of a warp: 512 B
+            cs, cn, cb = _idx3(W, 16, 8, LSC)
+            c_in = (n0 + cn) < N
+            c_off = (n0 + cn).to(gl.int64) * stride_s + cs * 8 + cb
+            w_buf = gl.allocate_shared_memory(gl.uint8, [STAGES, W, 16, 64], SH)
+            s_buf = gl.allocate_shared_memory(gl.uint8, [STAGES, W, 16, 8], SH)
+            for i in gl.static_range(STAGES - 1):
+                async_copy.async_copy_global_to_shared(w_buf.index(i), w_ptr + w_off + i * (64 * W),
+                                                       mask=w_in & (i < n_it))
+                async_copy.async_copy_global_to_shared(s_buf.index(i), s_ptr + c_off + i * (8 * W),
+                                                       mask=c_in & (i < n_it))
+                async_copy.commit_group()
+            if PDL:  # a programmatic dependent of the quantizer: the weight is in flight meanwhile
+                gdc_wait()
+            for it in range(n_it):
+                xv = gl.load(x_ptr + x_off + it * (128 * W), mask=x_in, other=0.0)
+                async_copy.wait_group(STAGES - 2)
+                gl.thread_barrier()  # step it's copies visible to all; step it - 1 read by all
+                nx = it + STAGES - 1
+                async_copy.async_copy_global_to_shared(w_buf.index(nx % STAGES), w_ptr + w_off + nx * (64 * W),
+                                                       mask=w_in & (nx < n_it))
+                async_copy.async_copy_global_to_shared(s_buf.index(nx % STAGES), s_ptr + c_off + nx * (8 * W),
+                                                       mask=c_in & (nx < n_it))
+                async_copy.commit_group()
+                wp = w_buf.index(it % STAGES).load(LW)
+                sc = s_buf.index(it % STAGES).load(gl.SliceLayout(3, LB))
+                acc = _tile_mma(wp, sc, xv, acc, W, LB, LA)
+            async_copy.wait_group(0)
+            return acc
+
+        @gluon.jit
         def _fp4_mma_gemm_kernel(
             x_ptr, w_ptr, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
             M, N, K, stride_xm, stride_om, stride_w, stride_s, stride_ga,
             W: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
-            PDL: gl.constexpr = False,
+            STAGES: gl.constexpr = 1, PDL: gl.constexpr = False,
         ):
             LA: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[W, 1, 1],
                                                          instr_shape=[1, 16, 8])
@@ -176,21 +234,26 @@ if _GLUON:
             x_in = xm < M
             x_off = xm * stride_xm + xs * 128 + xk
             acc = gl.zeros([W, 16, 8], gl.float32, layout=LA)
-            first = 0
-            if PDL:
-                # Launched as a programmatic dependent of the quantizer: the first weight tile
-                # does not depend on it and is read before waiting for it.
-                wp = gl.load(w_ptr + w_off, mask=w_in, other=0)
-                sc = gl.load(s_ptr + s_off, mask=s_in, other=0)
-                gdc_wait()
-                xv = gl.load(x_ptr + x_off, mask=x_in, other=0.0)
-                acc = _tile_mma(wp, sc, xv, acc, W, LB, LA)
-                first = 1
-            for it in range(first, K // (128 * W)):
-                wp = gl.load(w_ptr + w_off + it * (64 * W), mask=w_in, other=0)
-                sc = gl.load(s_ptr + s_off + it * (8 * W), mask=s_in, other=0)
-                xv = gl.load(x_ptr + x_off + it * (128 * W), mask=x_in, other=0.0)
-                acc = _tile_mma(wp, sc, xv, acc, W, LB, LA)
+            n_it = K // (128 * W)
+            if STAGES > 1:
+                acc = _ring_loop(x_ptr, w_ptr, s_ptr, x_off, x_in, w_off, w_in, n0, N, stride_s, n_it, acc,
+                                 W, STAGES, PDL, LW, LB, LA)
+            else:
+                first = 0
+                if PDL:
+                    # Launched as a programmatic dependent of the quantizer: the first weight tile
+                    # does not depend on it and is read before waiting for it.
+                    wp = gl.load(w_ptr + w_off, mask=w_in, other=0)
+                    sc = gl.load(s_ptr + s_off, mask=s_in, other=0)
+                    gdc_wait()
+                    xv = gl.load(x_ptr + x_off, mask=x_in, other=0.0)
+                    acc = _tile_mma(wp, sc, xv, acc, W, LB, LA)
+                    first = 1
+                for it in range(first, n_it):
+                    wp = gl.load(w_ptr + w_off + it * (64 * W), mask=w_in, other=0)
+                    sc = gl.load(s_ptr + s_off + it * (8 * W), mask=s_in, other=0)
+                    xv = gl.load(x_ptr + x_off + it * (128 * W), mask=x_in, other=0.0)
+                    acc = _tile_mma(wp, sc, xv, acc, W, LB, LA)
             acc = gl.sum(acc, axis=0)  # [16 (n), 8 (m)]: the K splits meet (shared memory, once)
             # Epilogue: (acc * (ga * gw)) + bias in FP32, as triton_prefill.scaled_output.
             LO: gl.constexpr = gl.SliceLayout(0, LA)
@@ -204,16 +267,20 @@ if _GLUON:
 
 def fp4_mma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
                  ga: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, stride_ga: int, flags: dict,
-                 warps: int, pdl: bool = False) -> torch.Tensor:
+                 warps: int, pdl: bool = False, stages: int = 1) -> torch.Tensor:
     """``out`` [M, N] = bf16 ``a`` [M <= 8, K] x the NVFP4 weight (``data`` [N, K/2],
     ``sbytes`` [N, K/16] uint8), with the epilogue operands as ``triton_prefill.epilogue_args``
-    returns them. K must be a multiple of 128 x ``warps`` (see :func:`mma_warps`). ``pdl``: launch
-    as a programmatic dependent of the kernel before it (sm_90+; see ``triton_gemm.fp4_gemm``)."""
+    returns them. K must be a multiple of 128 x ``warps``; ``stages`` >= 2 reads the weight
+    through a cp.async ring of that depth (see :func:`mma_plan`). ``pdl``: launch as a
+    programmatic dependent of the kernel before it (sm_90+; see ``triton_gemm.fp4_gemm``)."""
     M, K = a.shape
     N = data.shape[0]
     if not _GLUON or M > MAX_M or a.dtype != torch.bfloat16 or K % (_K_TILE * warps):
         raise ValueError(f"fp4_mma_gemm cannot take M={M}, K={K}, {a.dtype}, {warps} warps")
+    if stages > 1 and (data.data_ptr() % 16 or sbytes.data_ptr() % 16 or data.stride(0) % 16
+                       or sbytes.stride(0) % 16):
+        stages = 1  # cp.async needs 16-byte (weight) and 4-byte (scale) aligned rows
     _fp4_mma_gemm_kernel[(triton.cdiv(N, 16),)](
         a, data, sbytes, gw, ga, bias, out, M, N, K, a.stride(0), out.stride(0), data.stride(0), sbytes.stride(0),
-        stride_ga, W=warps, **flags, num_warps=warps, **({"PDL": True, "launch_pdl": True} if pdl else {}))
+        stride_ga, W=warps, **flags, STAGES=stages, num_warps=warps, **({"PDL": True, "launch_pdl": True} if pdl else {}))
     return out

@@ -634,7 +634,7 @@ class GemmConfig:
     """One launch configuration. ``kind``: 'gemv'/'gemv2' (CUDA cores), 'tc' (tensor cores),
     'tcT' (tensor cores with the decoded weight as the A operand: out^T = W x^T), 'mma'
     (``gluon_gemm``: mma.sync on the weight decoded in its operand registers, M <= 8, bf16,
-    16 rows a CTA, ``num_warps`` = K splits), 'wgmma' (``gluon_wgmma``: Hopper wgmma on the
+    16 rows a CTA, ``num_warps`` = K splits, ``num_stages`` >= 2 its cp.async ring), 'wgmma' (``gluon_wgmma``: Hopper wgmma on the
     weight decoded in its operand registers, bf16, 128 x 256 tiles of out^T; the other fields
     are descriptive) or 'dq' (dequantize + torch.matmul)."""
 
@@ -691,10 +691,10 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
 
         # Run 16 (H100, rotating weights): M = 2..8 on the four Llama-3-8B shapes 5-27% faster
         # than the GEMV (M = 2) and the 16x64x256 tensor-core tile (M = 3..8), e.g. 4096x4096
-        # M = 4 10.6 -> 8.2 us, 28672x4096 41.5 -> 32.9 us.
-        warps = gluon_gemm.mma_warps(N, K)
-        if warps is not None:
-            return GemmConfig(kind="mma", BM=8, BN=16, BK=128, num_warps=warps, num_stages=1)
+        # M = 4 10.6 -> 8.2 us, 28672x4096 41.5 -> 32.9 us. num_stages: its cp.async ring (run 18).
+        plan = gluon_gemm.mma_plan(M, N, K)
+        if plan is not None:
+            return GemmConfig(kind="mma", BM=8, BN=16, BK=128, num_warps=plan[0], num_stages=plan[1])
     if allow_mma and 128 < M <= 1024 and K % 64 == 0 and device is not None and _wgmma_usable(device):
         from vllm_fouroversix.kernels import gluon_wgmma
 
@@ -943,7 +943,8 @@ def fp4_gemm(
             # 11.8 vs 11.3) and K = 14336 (M = 4 25.9 vs 23.7, M = 8 35.0 vs 24.4) were slower:
             # the early, waiting CTAs hold the SMs the quantizer's programs need.
             return gluon_gemm.fp4_mma_gemm(a, data, sbytes, gw, ga, bias_t, out, stride_ga, ep, cfg.num_warps,
-                                           pdl=pdl and pdl_supported(dev) and M <= 4 and K <= 8192)
+                                           pdl=pdl and pdl_supported(dev) and M <= 4 and K <= 8192,
+                                           stages=cfg.num_stages)
         except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
             if config is not None:
                 raise
