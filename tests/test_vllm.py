@@ -576,7 +576,9 @@ def test_real_model_perplexity_close_to_bf16():
     tok = AutoTokenizer.from_pretrained(bf16)
     ids = tok(corpus_text("alice29.txt")[5000:40000], add_special_tokens=False)["input_ids"]
     windows = [ids[i * 192 : (i + 1) * 192] for i in range(2)]
-    prompts = ["The capital of France is", "Alice was beginning to get very"]
+    # "The capital of France is" is too loose a prompt for W4A4 at 135M: its greedy token flips
+    # between CPUs (" Paris" vs " approximately", logprobs -2.4 vs -1.2 on an AVX-512 BF16 EPYC).
+    prompts = ["The capital city of France is called", "Alice was beginning to get very"]
     ref = run("ppl", model=str(bf16), windows=windows, prompts=prompts, max_tokens=6)
     q = run("ppl", model=str(ckpt), windows=windows, prompts=prompts, max_tokens=6)
     print(f"perplexity over {q['tokens']} tokens: bf16 {ref['ppl']:.2f}, 4/6 NVFP4 {q['ppl']:.2f}; "
