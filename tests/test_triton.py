@@ -692,9 +692,10 @@ def test_w4a4_pdl_gpu():
     # still read this call's activations. Each call quantizes new values into a freshly
     # allocated buffer (the allocator hands back the last call's memory), so a GEMM that read
     # before the quantizer finished would see the previous call's values.
-    # selected paths: gemv2 (M = 1; K > 8192: split 4), mma (M = 4 where Gluon is available), tc (M = 16,
-    # launched plainly); explicit gemv2 tiles
+    # selected paths: gemv2 (M = 1; K > 8192: split 4), mma where Gluon is available (M = 4: its cp.async
+    # ring; M = 8 at N >= 16384: plain loads), tc (M = 16, launched plainly); explicit gemv2 tiles
     for N, K, M, cfg in [(4096, 4096, 1, None), (1024, 14336, 1, None), (2048, 4096, 4, None), (512, 4096, 16, None),
+                         (16384, 1024, 8, None),
                          (2048, 4096, 2, tg.GemmConfig("gemv2", BM=2, BN=32, BK=512, split_k=2)),
                          (1024, 14336, 4, tg.GemmConfig("gemv2", BM=4, BN=16, BK=1024))]:
         wq = _weight(N, K, seed=K + M)

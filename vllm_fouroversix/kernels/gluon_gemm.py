@@ -3,7 +3,7 @@ A-operand registers (Gluon: Triton with explicit layouts). Used for 2 <= M <= 8.
 
 Triton's tensor-core tiles (``triton_gemm``, kind "tc") decode the weight in a blocked
 layout and convert it to the MMA operand layout through shared memory every K step;
-here the layouts are written out, so nothing goes through shared memory in the loop:
+here the layouts are written out, so no layout conversion goes through shared memory:
 
 - one CTA owns 16 weight rows; its W warps split K (warp s takes the 128-value K
   tiles s, s + W, ...), each warp holding the [16, 128] tile as one m16n8k16 A
@@ -23,9 +23,14 @@ here the layouts are written out, so nothing goes through shared memory in the l
 M <= 8 fits one n8 MMA column block (rows past M are read as zeros). H100, rotating
 weights (benchmarks/hopper.md, run 16): 4096x4096 M = 4 10.6 -> 8.2 us, 28672x4096
 41.5 -> 32.9 us; M = 1 stays on the GEMV (7.4 vs 8.2 us) and M = 16 on the "tc" tile
-(16 MMA columns doubled the activation work: 12.0 vs 10.6 us). For W4A4 it is launched
-as a programmatic dependent of the quantizer (M <= 4, K <= 8192: ``triton_gemm.fp4_gemm``)
-and reads its first weight tile before waiting.
+(16 MMA columns doubled the activation work: 12.0 vs 10.6 us).
+
+For M <= 4 below N = 16384 the weight and scale bytes come through a ``cp.async`` ring
+in shared memory, STAGES - 1 K steps ahead of the MMAs (:func:`mma_plan`): more bytes in
+flight a warp without the registers a prefetch costs (run 18: 4096x4096 M = 2 8.4 ->
+7.8 us, 4096x14336 20.4 -> 18.7 us). For W4A4 it is launched as a programmatic dependent
+of the quantizer (K <= 8192 and M <= 4 or N >= 16384: ``triton_gemm.fp4_gemm``) and
+starts reading its weight (the first tile, or the ring's first stages) before waiting.
 
 Needs ``triton.experimental.gluon`` with ``mma_v2`` (Triton 3.5+) and sm_80+; nothing
 here runs under ``TRITON_INTERPRET``. :func:`available` says whether it can be used;

@@ -887,12 +887,13 @@ def fp4_gemm(
     activation global scale, None for W4A16; ``bias`` [N]; ``gw_float``:
     the scalar ``gw`` as a Python float, when known (lets the prefill path use
     cuBLAS's alpha without a device sync). ``pdl``: launch the GEMV (M <= 2) or the
-    Gluon kernel (M <= 4, K <= 8192) as a programmatic dependent launch (sm_90+) of
+    Gluon kernel (K <= 8192 and M <= 4 or N >= 16384) as a programmatic dependent launch (sm_90+) of
     the kernel before it in the stream; that kernel lets it start early by calling
     ``griddepcontrol.launch_dependents`` (``quantize_triton(launch_dependents=True)``
     does), and the GEMM waits for it before reading ``a``. Ignored on the other
     paths (the tensor-core tiles measured slower with it, benchmarks/hopper.md
-    run 12; the Gluon kernel at M = 8 or K = 14336, run 16f) and on other devices.
+    run 12; the Gluon kernel at M = 8 below N = 16384 or K = 14336, runs 16f, 18b) and on
+    other devices.
     """
     if a.dim() != 2:
         raise ValueError("fp4_gemm takes a 2-D activation [M, K]")
@@ -938,13 +939,14 @@ def fp4_gemm(
         from vllm_fouroversix.kernels import gluon_gemm
 
         try:
-            # PDL after the quantizer only for M <= 4 and K <= 8192 (run 16f, W4A4, us, PDL vs plain):
-            # 4096x4096 M = 2 9.9 vs 11.0, 28672x4096 M = 4 33.5 vs 35.7; but M = 8 (4096x4096
-            # 11.8 vs 11.3) and K = 14336 (M = 4 25.9 vs 23.7, M = 8 35.0 vs 24.4) were slower:
-            # the early, waiting CTAs hold the SMs the quantizer's programs need.
+            # PDL after the quantizer only for K <= 8192 and M <= 4 or N >= 16384 (runs 16f, 18b; W4A4,
+            # us, PDL vs plain): 4096x4096 M = 2 9.0 vs 10.3, 28672x4096 M = 4 33.4 vs 35.9, M = 8
+            # 36.1 vs 38.7; but M = 8 at N < 16384 (4096x4096 11.9 vs 11.3) and K = 14336 (M = 2
+            # 26.0 vs 21.9, M = 8 35.1 vs 24.5) are slower: the early, waiting CTAs hold the SMs
+            # the quantizer's programs need.
+            use_pdl = pdl and pdl_supported(dev) and K <= 8192 and (M <= 4 or N >= 16384)
             return gluon_gemm.fp4_mma_gemm(a, data, sbytes, gw, ga, bias_t, out, stride_ga, ep, cfg.num_warps,
-                                           pdl=pdl and pdl_supported(dev) and M <= 4 and K <= 8192,
-                                           stages=cfg.num_stages)
+                                           pdl=use_pdl, stages=cfg.num_stages)
         except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
             if config is not None:
                 raise
