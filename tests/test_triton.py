@@ -631,7 +631,9 @@ def test_mma_gemm_gpu():
                 out = tg.fp4_gemm(x.to(dtype).cuda(), data, scales, gw, bias=bias.cuda()).float().cpu()
                 torch.testing.assert_close(out, ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
             if mma:  # the other loop (ring <-> plain loads) with the same warps: the same sums
-                other = dataclasses.replace(cfg, num_stages=1 if cfg.num_stages > 1 else 2)
+                other = dataclasses.replace(cfg, num_stages=1 if cfg.num_stages > 1 else 3)
+                if cfg.num_warps == 8 and other.num_stages == 3:
+                    other = dataclasses.replace(other, num_stages=2)
                 xb = x.to(torch.bfloat16).cuda()
                 out = tg.fp4_gemm(xb, data, scales, gw, bias=bias.cuda())
                 assert torch.equal(tg.fp4_gemm(xb, data, scales, gw, bias=bias.cuda(), config=other), out)
