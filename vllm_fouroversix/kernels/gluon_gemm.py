@@ -284,7 +284,9 @@ def fp4_mma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: 
         raise ValueError(f"fp4_mma_gemm cannot take M={M}, K={K}, {a.dtype}, {warps} warps")
     if stages > 1 and (data.data_ptr() % 16 or sbytes.data_ptr() % 16 or data.stride(0) % 16
                        or sbytes.stride(0) % 16):
-        stages = 1  # cp.async needs 16-byte (weight) and 4-byte (scale) aligned rows
+        # cp.async copies 16 weight bytes and 4 scale bytes at a time; Triton only proves
+        # alignment from 16-divisible pointers and strides, so anything less would not compile.
+        stages = 1
     _fp4_mma_gemm_kernel[(triton.cdiv(N, 16),)](
         a, data, sbytes, gw, ga, bias, out, M, N, K, a.stride(0), out.stride(0), data.stride(0), sbytes.stride(0),
         stride_ga, W=warps, **flags, STAGES=stages, num_warps=warps, **({"PDL": True, "launch_pdl": True} if pdl else {}))
