@@ -557,7 +557,7 @@ def _fp4_gemv2_kernel(
     BM: tl.constexpr, BN: tl.constexpr, BKB: tl.constexpr, SPLIT_K: tl.constexpr, BPT: tl.constexpr,
     EVEN_K: tl.constexpr, USE_ASM: tl.constexpr, A_F16: tl.constexpr, FMA_CHAIN: tl.constexpr,
     HW_E4M3: tl.constexpr, GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr,
-    PDL: tl.constexpr = False, PDL_TILES: tl.constexpr = 1,
+    PDL: tl.constexpr = False,
 ):
     """CUDA-core GEMV for tiny M (BM <= 4 rows a program), layout-conversion free.
 
@@ -572,7 +572,7 @@ def _fp4_gemv2_kernel(
     sums. No shared memory in the loop. ``PDL``: launched as a programmatic
     dependent of the kernel that writes the activations (the quantizer), so its
     launch, set-up and first weight tile's read overlap that kernel; it waits for
-    it before reading the activations. ``PDL_TILES``: weight tiles read before the wait (1 or 2).
+    it before reading the activations.
     """
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -598,18 +598,11 @@ def _fp4_gemv2_kernel(
         # The weight does not depend on the kernel this one waits for (the quantizer):
         # its first K tile is read before the wait, so that read overlaps that kernel.
         wp, sb = _gemv2_wload(w_rows, s_rows, kt0 * BKB, nm, kb, ks, KB, K, kt0 < kt1, EVEN_K)
-        if PDL_TILES > 1:
-            wp2, sb2 = _gemv2_wload(w_rows, s_rows, (kt0 + 1) * BKB, nm, kb, ks, KB, K, kt0 + 1 < kt1, EVEN_K)
         tl.extra.cuda.gdc_wait()
         if kt0 < kt1:
             acc0, acc1, acc2, acc3 = _gemv2_step(acc0, acc1, acc2, acc3, wp, sb, a0, stride_am, kt0 * BKB, kb, zero_n,
                                                  KB, m0, M, BM, BN, BKB, EVEN_K, USE_ASM, A_F16, FMA_CHAIN, HW_E4M3)
-        if PDL_TILES > 1:
-            if kt0 + 1 < kt1:
-                acc0, acc1, acc2, acc3 = _gemv2_step(acc0, acc1, acc2, acc3, wp2, sb2, a0, stride_am, (kt0 + 1) * BKB,
-                                                     kb, zero_n, KB, m0, M, BM, BN, BKB, EVEN_K, USE_ASM, A_F16,
-                                                     FMA_CHAIN, HW_E4M3)
-        kt_first = kt0 + PDL_TILES
+        kt_first = kt0 + 1
     for kt in range(kt_first, kt1):
         b0 = kt * BKB
         wp, sb = _gemv2_wload(w_rows, s_rows, b0, nm, kb, ks, KB, K, True, EVEN_K)
