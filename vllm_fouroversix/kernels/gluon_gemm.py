@@ -142,22 +142,15 @@ if _GLUON:
 
         @gluon.jit
         def scaled_epilogue(acc, on, om, M, N, gw_ptr, ga_ptr, bias_ptr, stride_ga,
-                            GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
-                            ga_vals, GA_GIVEN: gl.constexpr):
+                            GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr):
             """(acc * (ga * gw)) + bias in FP32 for output rows om and weight rows on (broadcast
-            index tensors in acc's layout), as triton_prefill.scaled_output; also gluon_wgmma's.
-            ``GA_GIVEN``: ``ga_vals`` holds the activation scales (loaded by the caller), else
-            they are loaded here from ``ga_ptr``."""
+            index tensors in acc's layout), as triton_prefill.scaled_output; also gluon_wgmma's."""
             if GW_VEC:
                 gw = gl.load(gw_ptr + on, mask=on < N, other=0.0)
             else:
                 gw = gl.load(gw_ptr)
             if HAS_GA:
-                if GA_GIVEN:
-                    ga = ga_vals
-                else:
-                    ga = gl.load(ga_ptr + om * stride_ga, mask=om < M, other=0.0)
-                res = acc * (ga * gw)
+                res = acc * (gl.load(ga_ptr + om * stride_ga, mask=om < M, other=0.0) * gw)
             else:
                 res = acc * gw
             if HAS_BIAS:
@@ -271,8 +264,7 @@ if _GLUON:
             LO: gl.constexpr = gl.SliceLayout(0, LA)
             on = n0 + gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(1, LO)), 1)
             om = gl.expand_dims(gl.arange(0, 8, layout=gl.SliceLayout(0, LO)), 0)
-            res = scaled_epilogue(acc, on, om, M, N, gw_ptr, ga_ptr, bias_ptr, stride_ga, GW_VEC, HAS_GA, HAS_BIAS,
-                                  acc, False)
+            res = scaled_epilogue(acc, on, om, M, N, gw_ptr, ga_ptr, bias_ptr, stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
             gl.store(out_ptr + om * stride_om + on, res.to(out_ptr.dtype.element_ty), mask=(om < M) & (on < N))
     except Exception:  # noqa: BLE001
         _GLUON = False
