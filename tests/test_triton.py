@@ -445,6 +445,20 @@ def test_select_config_by_m():
         assert tg.select_config(257, 28672, 4096, cpu, cublas_prefill=cublas).kind == "dq"
 
 
+def test_wgmma_zero_bias_for_activation_scales():
+    # W4A4 without a bias gets a cached zero bias on the wgmma path (run 19c: that kernel variant
+    # is faster); W4A16 (no activation scales) and a given bias pass through unchanged.
+    cpu = torch.device("cpu")
+    ga, bias = torch.ones(3), torch.randn(40).to(torch.bfloat16)
+    zero = tg._wgmma_bias(None, ga, 40, cpu)
+    assert zero.shape == (40,) and zero.dtype == torch.bfloat16 and not zero.any()
+    assert not torch.signbit(zero).any()  # +0.0: adding it changes no value
+    assert tg._wgmma_bias(None, ga, 40, cpu) is zero  # cached: no allocation a call
+    assert tg._wgmma_bias(None, ga, 24, cpu).shape == (24,)
+    assert tg._wgmma_bias(bias, ga, 40, cpu) is bias
+    assert tg._wgmma_bias(None, None, 40, cpu) is None
+
+
 def test_mma_warps_and_selection():
     # K splits a CTA of the Gluon small-M kernel: 8 warps below N = 16384, 4 above, fewer
     # when K does not divide (each warp takes 128-value K tiles), none when K is not a
