@@ -446,8 +446,9 @@ def test_select_config_by_m():
 
 
 def test_wgmma_zero_bias_for_activation_scales():
-    # W4A4 without a bias gets a cached zero bias on the wgmma path (run 19c: that kernel variant
-    # is faster); W4A16 (no activation scales) and a given bias pass through unchanged.
+    # W4A4 with per-row scales and no bias gets a cached zero bias on the wgmma path (run 19c: that
+    # kernel variant is faster); W4A16 (no activation scales), a per-tensor scale and a given bias
+    # pass through unchanged.
     cpu = torch.device("cpu")
     ga, bias = torch.ones(3), torch.randn(40).to(torch.bfloat16)
     zero = tg._wgmma_bias(None, ga, 40, cpu)
@@ -457,6 +458,7 @@ def test_wgmma_zero_bias_for_activation_scales():
     assert tg._wgmma_bias(None, ga, 24, cpu).shape == (24,)
     assert tg._wgmma_bias(bias, ga, 40, cpu) is bias
     assert tg._wgmma_bias(None, None, 40, cpu) is None
+    assert tg._wgmma_bias(None, torch.ones(()), 40, cpu) is None  # one scale for all rows: not slow
 
 
 def test_mma_warps_and_selection():

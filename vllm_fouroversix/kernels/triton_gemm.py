@@ -801,16 +801,17 @@ _ZERO_BIAS: dict = {}
 
 def _wgmma_bias(bias: torch.Tensor | None, ga: torch.Tensor | None, N: int,
                 device: torch.device) -> torch.Tensor | None:
-    """The bias the wgmma kernel is given: a cached bf16 zero bias where activation scales come
-    without one (W4A4 layers without a bias), else ``bias``.
+    """The bias the wgmma kernel is given: a cached bf16 zero bias where per-row activation scales
+    come without one (W4A4 layers without a bias), else ``bias``.
 
     Run 19c (H100, Triton 3.6, rotating weights, M = 1024): with per-row activation scales and no
     bias the kernel ran 20% slower than with a bias (4096x4096 59.8 vs 49.5 us, 4096x14336 207.3
-    vs 177.7), though the SASS of its main loops is the same; the cause was not found. Adding +0.0
+    vs 177.7), though the SASS of its main loops is the same; the cause was not found (one scale
+    for all rows was not slow: 49.4 and 174.6 us, and keeps its variant). Adding +0.0
     changes no output value (an exact -0.0 becomes +0.0). No allocation while a CUDA graph is
     being captured (the first call for an N then keeps the slower variant).
     """
-    if bias is not None or ga is None:
+    if bias is not None or ga is None or ga.numel() == 1:
         return bias
     key = (device, N)
     zero = _ZERO_BIAS.get(key)
