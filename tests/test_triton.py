@@ -445,22 +445,6 @@ def test_select_config_by_m():
         assert tg.select_config(257, 28672, 4096, cpu, cublas_prefill=cublas).kind == "dq"
 
 
-def test_wgmma_zero_bias_for_activation_scales():
-    # W4A4 with per-row scales and no bias gets a cached zero bias on the wgmma path (run 19c: that
-    # kernel variant is faster); W4A16 (no activation scales), a per-tensor scale and a given bias
-    # pass through unchanged.
-    cpu = torch.device("cpu")
-    ga, bias = torch.ones(3), torch.randn(40).to(torch.bfloat16)
-    zero = tg._wgmma_bias(None, ga, 40, cpu)
-    assert zero.shape == (40,) and zero.dtype == torch.bfloat16 and not zero.any()
-    assert not torch.signbit(zero).any()  # +0.0: adding it changes no value
-    assert tg._wgmma_bias(None, ga, 40, cpu) is zero  # cached: no allocation a call
-    assert tg._wgmma_bias(None, ga, 24, cpu).shape == (24,)
-    assert tg._wgmma_bias(bias, ga, 40, cpu) is bias
-    assert tg._wgmma_bias(None, None, 40, cpu) is None
-    assert tg._wgmma_bias(None, torch.ones(()), 40, cpu) is None  # one scale for all rows: not slow
-
-
 def test_mma_warps_and_selection():
     # K splits a CTA of the Gluon small-M kernel: 8 warps below N = 16384, 4 above, fewer
     # when K does not divide (each warp takes 128-value K tiles), none when K is not a
@@ -687,10 +671,11 @@ def test_wgmma_gemm_gpu():
         tol = dict(rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
         out = tg.fp4_gemm(xs.cuda()[:, :K], data, scales, gw, bias=bias.cuda(), config=cfg).float().cpu()
         torch.testing.assert_close(out, ref, **tol)
-        for per_row in (True, False):
+        for per_row, b in ((True, bias), (False, bias), (True, None)):  # compiled variants: with and without bias
             q = tq.quantize_triton(x.cuda(), "mse", per_row=per_row, write_packed=False, dequant_dtype=torch.bfloat16)
-            out = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, bias=bias.cuda(), config=cfg)
-            ref4 = nvfp4.reference_linear(x, wq, bias, per_row=per_row).float()
+            out = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, bias=None if b is None else b.cuda(),
+                              config=cfg)
+            ref4 = nvfp4.reference_linear(x, wq, b, per_row=per_row).float()
             torch.testing.assert_close(out.float().cpu(), ref4, rtol=2 ** -7, atol=1e-3 * ref4.abs().max().item())
         if cfg is None:  # fall back: a row stride off 16 bytes, fp16
             xo = torch.empty(M, K + 4, dtype=torch.bfloat16, device=dev)[:, :K]

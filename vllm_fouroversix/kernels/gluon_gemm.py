@@ -141,16 +141,17 @@ if _GLUON:
                     gl.expand_dims(gl.expand_dims(i2, 0), 1))
 
         @gluon.jit
-        def scaled_epilogue(acc, on, om, M, N, gw_ptr, ga_ptr, bias_ptr, stride_ga,
+        def scaled_epilogue(acc, on, ga, N, gw_ptr, bias_ptr,
                             GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr):
-            """(acc * (ga * gw)) + bias in FP32 for output rows om and weight rows on (broadcast
-            index tensors in acc's layout), as triton_prefill.scaled_output; also gluon_wgmma's."""
+            """(acc * (ga * gw)) + bias in FP32 for weight rows on (a broadcast index tensor in
+            acc's layout) and the activation scales ``ga`` of the output rows (loaded by the
+            caller, broadcast in acc's layout), as triton_prefill.scaled_output; also gluon_wgmma's."""
             if GW_VEC:
                 gw = gl.load(gw_ptr + on, mask=on < N, other=0.0)
             else:
                 gw = gl.load(gw_ptr)
             if HAS_GA:
-                res = acc * (gl.load(ga_ptr + om * stride_ga, mask=om < M, other=0.0) * gw)
+                res = acc * (ga * gw)
             else:
                 res = acc * gw
             if HAS_BIAS:
@@ -264,7 +265,11 @@ if _GLUON:
             LO: gl.constexpr = gl.SliceLayout(0, LA)
             on = n0 + gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(1, LO)), 1)
             om = gl.expand_dims(gl.arange(0, 8, layout=gl.SliceLayout(0, LO)), 0)
-            res = scaled_epilogue(acc, on, om, M, N, gw_ptr, ga_ptr, bias_ptr, stride_ga, GW_VEC, HAS_GA, HAS_BIAS)
+            if HAS_GA:
+                ga = gl.load(ga_ptr + om * stride_ga, mask=om < M, other=0.0)
+            else:
+                ga = acc
+            res = scaled_epilogue(acc, on, ga, N, gw_ptr, bias_ptr, GW_VEC, HAS_GA, HAS_BIAS)
             gl.store(out_ptr + om * stride_om + on, res.to(out_ptr.dtype.element_ty), mask=(om < M) & (on < N))
     except Exception:  # noqa: BLE001
         _GLUON = False

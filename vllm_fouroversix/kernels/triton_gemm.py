@@ -796,32 +796,6 @@ def _mma_usable(device: torch.device) -> bool:
 _WGMMA_FAILED: list[str] = []
 
 
-_ZERO_BIAS: dict = {}
-
-
-def _wgmma_bias(bias: torch.Tensor | None, ga: torch.Tensor | None, N: int,
-                device: torch.device) -> torch.Tensor | None:
-    """The bias the wgmma kernel is given: a cached bf16 zero bias where per-row activation scales
-    come without one (W4A4 layers without a bias), else ``bias``.
-
-    Run 19c (H100, Triton 3.6, rotating weights, M = 1024): with per-row activation scales and no
-    bias the kernel ran 20% slower than with a bias (4096x4096 59.8 vs 49.5 us, 4096x14336 207.3
-    vs 177.7), though the SASS of its main loops is the same; the cause was not found (one scale
-    for all rows was not slow: 49.4 and 174.6 us, and keeps its variant). Adding +0.0
-    changes no output value (an exact -0.0 becomes +0.0). No allocation while a CUDA graph is
-    being captured (the first call for an N then keeps the slower variant).
-    """
-    if bias is not None or ga is None or ga.numel() == 1:
-        return bias
-    key = (device, N)
-    zero = _ZERO_BIAS.get(key)
-    if zero is None:
-        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            return None
-        zero = _ZERO_BIAS[key] = torch.zeros(N, dtype=torch.bfloat16, device=device)
-    return zero
-
-
 def _wgmma_usable(device: torch.device) -> bool:
     if _WGMMA_FAILED:
         return False
@@ -946,7 +920,7 @@ def fp4_gemm(
 
         if gluon_wgmma.usable(a, data, sbytes):
             try:
-                gw_t, ga_t, bias_t, stride_ga, ep = epilogue_args(gw, ga, _wgmma_bias(bias, ga, N, dev))
+                gw_t, ga_t, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)
                 return gluon_wgmma.fp4_wgmma_gemm(a, data, sbytes, gw_t, ga_t, bias_t, out, stride_ga, ep,
                                                   sms=num_sms(dev))
             except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
