@@ -73,9 +73,6 @@ _SPLIT_MIN_BLOCKS = 128
 _SPLIT_AMAX_PER_THREAD = 64  # values a thread reads at a time for the amax
 # Blocks a thread handles (sets num_warps = blocks / 32 / this, 1..16).
 _BLOCKS_PER_THREAD = 1
-# Programs an SM for a persistent grid over many one-pass rows, each reading its next row
-# while quantizing the current one (0: one program a row; experiments, run 20b).
-_PERSIST_PER_SM = 0
 # Extra launch options (benchmark sweeps: e.g. maxnreg).
 _EXTRA_LAUNCH: dict = {}
 _HW_CVT_OFF = os.environ.get("VLLM_FOUROVERSIX_NO_HW_CVT", "0") not in ("", "0")
@@ -278,17 +275,13 @@ def _sign_bits(x):
 
 
 @triton.jit
-def _load_tile(x_row, blk0, nb, CB: tl.constexpr, TO_F32: tl.constexpr = True):
-    """Blocks blk0 .. blk0+CB-1 of a row as two [CB, 8] fp32 halves (each thread: whole blocks;
-    ``TO_F32=False``: in the input's dtype)."""
+def _load_tile(x_row, blk0, nb, CB: tl.constexpr):
+    """Blocks blk0 .. blk0+CB-1 of a row as two [CB, 8] fp32 halves (each thread: whole blocks)."""
     blk = blk0 + tl.arange(0, CB)
     offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
     m2 = (blk < nb)[:, None]
-    x_lo = tl.load(x_row + offs, mask=m2, other=0.0)
-    x_hi = tl.load(x_row + offs + 8, mask=m2, other=0.0)
-    if TO_F32:
-        x_lo = x_lo.to(tl.float32)
-        x_hi = x_hi.to(tl.float32)
+    x_lo = tl.load(x_row + offs, mask=m2, other=0.0).to(tl.float32)
+    x_hi = tl.load(x_row + offs + 8, mask=m2, other=0.0).to(tl.float32)
     return x_lo, x_hi
 
 
@@ -368,88 +361,40 @@ def _quant_tile(
 
 
 @triton.jit
-def _given_amax(row, amax_ptr, gs_ptr, MS: tl.constexpr, AMAX_PER_ROW: tl.constexpr):
-    """The amax given for this row (AMAX_PER_ROW, e.g. reduced over tensor-parallel ranks) or
-    for the tensor; stores its global scale amax / MS."""
-    if AMAX_PER_ROW:
-        amax = tl.load(amax_ptr + row).to(tl.float32)
-        tl.store(gs_ptr + row, tl.div_rn(amax, MS))
-    else:
-        amax = tl.load(amax_ptr).to(tl.float32)
-        if row == 0:
-            tl.store(gs_ptr, tl.div_rn(amax, MS))
-    return amax
-
-
-@triton.jit
-def _one_pass_row(
-    x_lo, x_hi, row, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr, K, stride_deq,
-    RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr, ROW_AMAX: tl.constexpr, AMAX_PER_ROW: tl.constexpr,
-    CB: tl.constexpr, WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
-    AMAX_IS_MAX: tl.constexpr,
-):
-    """Row ``row`` whose blocks are all in registers (x_lo, x_hi): amax, then the tile."""
-    nb = K // 16
-    if ROW_AMAX:
-        amax = tl.max(tl.max(tl.maximum(tl.abs(x_lo), tl.abs(x_hi)), axis=1), axis=0)
-        tl.store(gs_ptr + row, tl.div_rn(amax, MS))
-    else:
-        amax = _given_amax(row, amax_ptr, gs_ptr, MS, AMAX_PER_ROW)
-    enc, dec = _enc_dec(amax, MS)
-    _quant_tile(x_lo, x_hi, data_ptr + row * (K // 2), scales_ptr + row * nb, deq_ptr + row * stride_deq,
-                0, nb, amax, enc, dec, CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
-
-
-@triton.jit
 def _quantize_kernel(
     x_ptr, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr,
-    R, K, stride_x, stride_deq,
+    K, stride_x, stride_deq,
     RULE: tl.constexpr, M: tl.constexpr, MS: tl.constexpr,
     ROW_AMAX: tl.constexpr, AMAX_PER_ROW: tl.constexpr, NUM_CHUNKS: tl.constexpr, CB: tl.constexpr,
     WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
     LAUNCH_DEPENDENTS: tl.constexpr = False, SPLIT: tl.constexpr = False, AMAX_TILE: tl.constexpr = 1024,
-    AMAX_ITERS: tl.constexpr = 1, AMAX_IS_MAX: tl.constexpr = False, PERSIST: tl.constexpr = False,
+    AMAX_ITERS: tl.constexpr = 1, AMAX_IS_MAX: tl.constexpr = False,
 ):
     """Program (row, c): row ``row``; all its NUM_CHUNKS chunks of CB blocks, or with
     ``SPLIT`` only chunk c = program_id(1) (few rows: a row's chunks run in parallel,
     each program reading the whole row for the amax, AMAX_TILE values at a time,
-    AMAX_ITERS times). AMAX_IS_MAX: the amax is the true max of the row or tensor.
-    ``PERSIST`` (one pass a row): program p takes rows p, p + G, ... of the R rows (G
-    programs), reading the next row while it quantizes this one."""
+    AMAX_ITERS times). AMAX_IS_MAX: the amax is the true max of the row or tensor."""
     if LAUNCH_DEPENDENTS:
         # Let a GEMM launched with PDL start now: its launch and set-up overlap this
         # kernel, and it waits for this kernel's completion before reading the output.
         tl.extra.cuda.gdc_launch_dependents()
-    nb = K // 16
-    if PERSIST:
-        G = tl.num_programs(0)
-        row = tl.program_id(0).to(tl.int64)
-        xn_lo, xn_hi = _load_tile(x_ptr + row * stride_x, 0, nb, CB, False)
-        for _ in range(tl.program_id(0), R, G):
-            x_lo = xn_lo.to(tl.float32)
-            x_hi = xn_hi.to(tl.float32)
-            nxt = row + G
-            xn_lo, xn_hi = _load_tile(x_ptr + nxt * stride_x, 0, tl.where(nxt < R, nb, 0), CB, False)
-            _one_pass_row(x_lo, x_hi, row, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr, K, stride_deq,
-                          RULE, M, MS, ROW_AMAX, AMAX_PER_ROW, CB, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
-            row = nxt
-        return
     row = tl.program_id(0).to(tl.int64)
+    nb = K // 16
     x_row = x_ptr + row * stride_x
-    if NUM_CHUNKS == 1:
-        x_lo, x_hi = _load_tile(x_row, 0, nb, CB)  # the whole row in registers: one read
-        _one_pass_row(x_lo, x_hi, row, amax_ptr, data_ptr, scales_ptr, gs_ptr, deq_ptr, K, stride_deq,
-                      RULE, M, MS, ROW_AMAX, AMAX_PER_ROW, CB, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
-        return
     data_row = data_ptr + row * (K // 2)
     scales_row = scales_ptr + row * nb
     deq_row = deq_ptr + row * stride_deq
-    if SPLIT:
+    if NUM_CHUNKS == 1:
+        x_lo, x_hi = _load_tile(x_row, 0, nb, CB)  # the whole row in registers: one read
+    elif SPLIT:
         c = tl.program_id(1)
         x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)  # this program's chunk, read with the amax's
-    # The amax: of this row (ROW_AMAX), given for this row or the tensor; its global scale amax / MS.
+    # The amax: of this row (ROW_AMAX), given for this row (AMAX_PER_ROW, e.g. reduced
+    # over tensor-parallel ranks), or one for the tensor; its global scale amax / MS.
     if ROW_AMAX:
-        if SPLIT:
+        if NUM_CHUNKS == 1:
+            amax = tl.max(tl.max(tl.maximum(tl.abs(x_lo), tl.abs(x_hi)), axis=1), axis=0)
+        elif SPLIT:
             amax = _row_amax(x_row, K, AMAX_TILE, AMAX_ITERS)
         else:
             amax = 0.0
@@ -458,10 +403,18 @@ def _quantize_kernel(
                 xa = tl.abs(tl.load(x_row + offs, mask=offs < K, other=0.0).to(tl.float32))
                 amax = tl.maximum(amax, tl.max(xa, axis=0))
         tl.store(gs_ptr + row, tl.div_rn(amax, MS))  # SPLIT: each program of the row, the same value
+    elif AMAX_PER_ROW:
+        amax = tl.load(amax_ptr + row).to(tl.float32)
+        tl.store(gs_ptr + row, tl.div_rn(amax, MS))
     else:
-        amax = _given_amax(row, amax_ptr, gs_ptr, MS, AMAX_PER_ROW)
+        amax = tl.load(amax_ptr).to(tl.float32)
+        if row == 0:
+            tl.store(gs_ptr, tl.div_rn(amax, MS))
     enc, dec = _enc_dec(amax, MS)
-    if SPLIT:
+    if NUM_CHUNKS == 1:
+        _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, 0, nb, amax, enc, dec,
+                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
+    elif SPLIT:
         _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
                     CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
     else:
@@ -603,18 +556,15 @@ def quantize_triton(
     num_warps = max(1, min(16, cb // (32 * _BLOCKS_PER_THREAD)))
     # split: the amax read's tile (else unused: the default, so as not to add compiled variants)
     amax_tile = min(triton.next_power_of_2(K), num_warps * 32 * _SPLIT_AMAX_PER_THREAD) if split else 1024
-    # Many one-pass rows: optionally (experiments) a persistent grid that reads ahead.
-    persist = _PERSIST_PER_SM > 0 and chunks == 1 and not split and R > _PERSIST_PER_SM * sms
-    grid = (_PERSIST_PER_SM * sms,) if persist else (R, chunks if split else 1)
-    _quantize_kernel[grid](
+    _quantize_kernel[(R, chunks if split else 1)](
         x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
         dummy if deq is None else deq,
-        R, K, x.stride(0), 0 if deq is None else deq.stride(0),
+        K, x.stride(0), 0 if deq is None else deq.stride(0),
         RULE=RULE_IDS[rule], M=c.M, MS=c.MS, ROW_AMAX=per_row and not amax_per_row, AMAX_PER_ROW=amax_per_row,
         NUM_CHUNKS=chunks, CB=cb,
         WRITE_PACKED=write_packed, WRITE_DEQ=deq is not None, HW_CVT=_hw_cvt(dev),
         LAUNCH_DEPENDENTS=launch_dependents and pdl_supported(dev),
         SPLIT=split, AMAX_TILE=amax_tile, AMAX_ITERS=triton.cdiv(K, amax_tile) if split else 1,
-        AMAX_IS_MAX=amax is None, PERSIST=persist, num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
+        AMAX_IS_MAX=amax is None, num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
     )
     return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
