@@ -64,8 +64,9 @@ BM, BN, BK = 256, 128, 64
 _STAGES = 4
 _SPLIT = True  # plan(): a second launch of 128-row tiles for a partly empty last wave (off: experiments)
 # The epilogue loads the TBM activation scales once (1-2 loads a thread, then acc's layout)
-# rather than in acc's column layout (64 loads a thread; run 19c: 17-20% slower without a
-# bias, a cause not found; off: experiments, run 20a).
+# rather than in acc's column layout (64 loads a thread, which spill with a bias and per-channel
+# weight scales; run 19c measured that variant 17-20% slower without a bias, run 20a did not).
+# Off: experiments.
 _GA_COMPACT = True
 
 
