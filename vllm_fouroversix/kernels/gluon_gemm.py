@@ -268,7 +268,7 @@ if _GLUON:
             if HAS_GA:
                 ga = gl.load(ga_ptr + om * stride_ga, mask=om < M, other=0.0)
             else:
-                ga = acc
+                ga = acc  # unused
             res = scaled_epilogue(acc, on, ga, N, gw_ptr, bias_ptr, GW_VEC, HAS_GA, HAS_BIAS)
             gl.store(out_ptr + om * stride_om + on, res.to(out_ptr.dtype.element_ty), mask=(om < M) & (on < N))
     except Exception:  # noqa: BLE001

@@ -63,11 +63,6 @@ __all__ = ["available", "usable", "tiles", "tiles_fill", "plan", "fp4_wgmma_gemm
 BM, BN, BK = 256, 128, 64
 _STAGES = 4
 _SPLIT = True  # plan(): a second launch of 128-row tiles for a partly empty last wave (off: experiments)
-# The epilogue loads the TBM activation scales once (1-2 loads a thread, then acc's layout)
-# rather than in acc's column layout (64 loads a thread, which spill with a bias and per-channel
-# weight scales; run 19c measured that variant 17-20% slower without a bias, run 20a did not).
-# Off: experiments.
-_GA_COMPACT = True
 
 
 def available(device: torch.device) -> bool:
@@ -215,8 +210,7 @@ if _GLUON:
         @gluon.jit
         def _mma_group(x_smem, w_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
                        M, N, nk, stride_s, stride_om, stride_ga, n0, m0, TBM: gl.constexpr,
-                       STAGES: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
-                       GA_COMPACT: gl.constexpr):
+                       STAGES: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr):
             """One warp group: out rows m0.. (TBM) x weight rows n0..n0+63."""
             LA: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                          instr_shape=[16, TBM, 16])
@@ -247,15 +241,16 @@ if _GLUON:
             # then (acc * (ga * gw)) + bias in FP32 as triton_prefill.scaled_output.
             on = n0 + gl.expand_dims(gl.arange(0, 64, layout=gl.SliceLayout(1, LA)), 1)
             om = m0 + gl.expand_dims(gl.arange(0, TBM, layout=gl.SliceLayout(0, LA)), 0)
-            if HAS_GA and GA_COMPACT:
+            if HAS_GA:
+                # the TBM activation scales loaded once (1-2 loads a thread), then moved to acc's
+                # column layout: loading them in that layout takes 64 loads a thread and spills
+                # with a bias and per-channel weight scales (runs 19c, 20a)
                 LG: gl.constexpr = gl.BlockedLayout([TBM // 128], [32], [4], [0])
                 mg = m0 + gl.arange(0, TBM, layout=LG)
                 ga = gl.load(ga_ptr + mg * stride_ga, mask=mg < M, other=0.0)
                 ga = gl.expand_dims(gl.convert_layout(ga, gl.SliceLayout(0, LA)), 0)
-            elif HAS_GA:
-                ga = gl.load(ga_ptr + om * stride_ga, mask=om < M, other=0.0)
             else:
-                ga = acc
+                ga = acc  # unused
             res = scaled_epilogue(acc * 256.0, on, ga, N, gw_ptr, bias_ptr, GW_VEC, HAS_GA, HAS_BIAS)
             # out^T tile -> out [m, n]: through shared memory into 16-byte row stores
             LO: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
@@ -269,7 +264,7 @@ if _GLUON:
             x_desc, w_desc, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
             M, N, K, stride_s, stride_om, stride_ga,
             TBM: gl.constexpr, STAGES: gl.constexpr,
-            GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr, GA_COMPACT: gl.constexpr,
+            GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
         ):
             n0 = gl.program_id(0) * 128
             m0 = gl.program_id(1) * TBM
@@ -284,11 +279,9 @@ if _GLUON:
                 mbarrier.init(empty.index(s), count=2)  # one arrival from each MMA warp group
             gl.warp_specialize([
                 (_mma_group, (x_smem, w0_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, M, N, nk,
-                              stride_s, stride_om, stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS,
-                              GA_COMPACT)),
+                              stride_s, stride_om, stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS)),
                 (_mma_group, (x_smem, w1_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, M, N, nk,
-                              stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS,
-                              GA_COMPACT)),
+                              stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS)),
                 (_loader, (x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk, STAGES)),
             ], [4, 1], [232, 40])
     except Exception:  # noqa: BLE001
@@ -331,6 +324,5 @@ def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw
         bias_p = bias[n0:n1] if flags["HAS_BIAS"] else bias
         _fp4_wgmma_gemm_kernel[(triton.cdiv(n1 - n0, BN), triton.cdiv(M, tbm))](
             x_desc, w_desc, sbytes[n0:n1], gw_p, ga, bias_p, out[:, n0:n1], M, n1 - n0, K, sbytes.stride(0),
-            out.stride(0), stride_ga, TBM=tbm, STAGES=_STAGES, **flags, GA_COMPACT=_GA_COMPACT,
-            num_warps=4)
+            out.stride(0), stride_ga, TBM=tbm, STAGES=_STAGES, **flags, num_warps=4)
     return out
