@@ -694,11 +694,17 @@ def test_w4a4_pdl_gpu():
     # allocated buffer (the allocator hands back the last call's memory), so a GEMM that read
     # before the quantizer finished would see the previous call's values.
     # selected paths: gemv2 (M = 1; K > 8192: split 4), mma where Gluon is available (M = 4: its cp.async
-    # ring; M = 8 at N >= 16384: plain loads), tc (M = 16, launched plainly); explicit gemv2 tiles
+    # ring; M = 8 at N >= 16384: plain loads), tc (M = 16, launched plainly), wgmma on sm_90 (N >= 16384
+    # at M = 200; two launches at 6144 x 1024, the first a dependent); explicit gemv2 tiles; forced wgmma
+    # with fewer K steps than ring stages (K = 128) and on tile edges
+    wg = tg.GemmConfig(kind="wgmma") if gwg.available(torch.device("cuda")) else None
     for N, K, M, cfg in [(4096, 4096, 1, None), (1024, 14336, 1, None), (2048, 4096, 4, None), (512, 4096, 16, None),
-                         (16384, 1024, 8, None),
+                         (16384, 1024, 8, None), (16384, 512, 200, None), (6144, 512, 1024, None),
                          (2048, 4096, 2, tg.GemmConfig("gemv2", BM=2, BN=32, BK=512, split_k=2)),
-                         (1024, 14336, 4, tg.GemmConfig("gemv2", BM=4, BN=16, BK=1024))]:
+                         (1024, 14336, 4, tg.GemmConfig("gemv2", BM=4, BN=16, BK=1024)),
+                         (200, 128, 300, wg), (1000, 1024, 513, wg)]:
+        if cfg is None and M > 128 and wg is None:
+            continue
         wq = _weight(N, K, seed=K + M)
         data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
         for i in range(4):

@@ -52,6 +52,7 @@ try:  # Gluon is experimental: a Triton without it (or with another API) falls b
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+    from triton.language.extra.cuda import gdc_wait
 
     _GLUON = hasattr(gl, "warp_specialize")
 except Exception:  # noqa: BLE001 - ImportError or an API change inside gluon
@@ -197,9 +198,22 @@ if _GLUON:
 
         @gluon.jit
         def _loader(x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk,
-                    STAGES: gl.constexpr):
+                    STAGES: gl.constexpr, PDL: gl.constexpr):
             nbytes: gl.constexpr = x_desc.block_type.nbytes + 2 * w_desc.block_type.nbytes
-            for i in range(nk):
+            first = 0
+            if PDL:
+                # A programmatic dependent of the quantizer: the first stages' weight tiles do not
+                # depend on it and are requested before waiting for it (the ring starts empty).
+                first = gl.minimum(nk, STAGES)
+                for i in range(first):
+                    mbarrier.expect(ready.index(i), nbytes)
+                    tma.async_copy_global_to_shared(w_desc, [n0, i * (_BK // 2)], ready.index(i), w0_smem.index(i))
+                    tma.async_copy_global_to_shared(w_desc, [n0 + 64, i * (_BK // 2)], ready.index(i),
+                                                    w1_smem.index(i))
+                gdc_wait()
+                for i in range(first):
+                    tma.async_copy_global_to_shared(x_desc, [m0, i * _BK], ready.index(i), x_smem.index(i))
+            for i in range(first, nk):
                 s = i % STAGES
                 mbarrier.wait(empty.index(s), ((i // STAGES) & 1) ^ 1)  # both MMA groups released it
                 mbarrier.expect(ready.index(s), nbytes)
@@ -210,7 +224,8 @@ if _GLUON:
         @gluon.jit
         def _mma_group(x_smem, w_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
                        M, N, nk, stride_s, stride_om, stride_ga, n0, m0, TBM: gl.constexpr,
-                       STAGES: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr):
+                       STAGES: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
+                       PDL: gl.constexpr):
             """One warp group: out rows m0.. (TBM) x weight rows n0..n0+63."""
             LA: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                          instr_shape=[16, TBM, 16])
@@ -241,6 +256,8 @@ if _GLUON:
             # then (acc * (ga * gw)) + bias in FP32 as triton_prefill.scaled_output.
             on = n0 + gl.expand_dims(gl.arange(0, 64, layout=gl.SliceLayout(1, LA)), 1)
             om = m0 + gl.expand_dims(gl.arange(0, TBM, layout=gl.SliceLayout(0, LA)), 0)
+            if PDL:
+                gdc_wait()  # the activation scales come from the quantizer (long done by now)
             if HAS_GA:
                 # the TBM activation scales loaded once (1-2 loads a thread), then moved to acc's
                 # column layout: loading them in that layout takes 64 loads a thread and spills
@@ -265,6 +282,7 @@ if _GLUON:
             M, N, K, stride_s, stride_om, stride_ga,
             TBM: gl.constexpr, STAGES: gl.constexpr,
             GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
+            PDL: gl.constexpr = False,
         ):
             n0 = gl.program_id(0) * 128
             m0 = gl.program_id(1) * TBM
@@ -279,10 +297,10 @@ if _GLUON:
                 mbarrier.init(empty.index(s), count=2)  # one arrival from each MMA warp group
             gl.warp_specialize([
                 (_mma_group, (x_smem, w0_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, M, N, nk,
-                              stride_s, stride_om, stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS)),
+                              stride_s, stride_om, stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL)),
                 (_mma_group, (x_smem, w1_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, M, N, nk,
-                              stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS)),
-                (_loader, (x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk, STAGES)),
+                              stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL)),
+                (_loader, (x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk, STAGES, PDL)),
             ], [4, 1], [232, 40])
     except Exception:  # noqa: BLE001
         _GLUON = False
@@ -308,21 +326,24 @@ def plan(M: int, N: int, sms: int) -> list[tuple[int, int, int]]:
 
 def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
                    ga: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, stride_ga: int, flags: dict,
-                   sms: int = 132) -> torch.Tensor:
+                   sms: int = 132, pdl: bool = False) -> torch.Tensor:
     """``out`` [M, N] = bf16 ``a`` [M, K] x the NVFP4 weight (``data`` [N, K/2], ``sbytes``
     [N, K/16] uint8), with the epilogue operands as ``triton_prefill.epilogue_args`` returns
-    them; one or two launches (:func:`plan` for ``sms`` SMs). The operands must pass :func:`usable`."""
+    them; one or two launches (:func:`plan` for ``sms`` SMs). The operands must pass :func:`usable`.
+    ``pdl``: the first launch is a programmatic dependent of the kernel before it (sm_90; see
+    ``triton_gemm.fp4_gemm``): it requests its first weight tiles, then waits for that kernel."""
     M, K = a.shape
     N = data.shape[0]
     if not _GLUON or not usable(a, data, sbytes):
         raise ValueError(f"fp4_wgmma_gemm cannot take M={M}, K={K}, {a.dtype} with these strides/alignments")
     w_desc_layout = gl.NVMMASharedLayout.get_default_for([64, BK // 2], gl.uint8)
-    for n0, n1, tbm in plan(M, N, sms):
+    for j, (n0, n1, tbm) in enumerate(plan(M, N, sms)):
         x_desc = TensorDescriptor.from_tensor(a, [tbm, BK], gl.NVMMASharedLayout.get_default_for([tbm, BK], gl.bfloat16))
         w_desc = TensorDescriptor.from_tensor(data[n0:n1], [64, BK // 2], w_desc_layout)
         gw_p = gw[n0:n1] if flags["GW_VEC"] else gw
         bias_p = bias[n0:n1] if flags["HAS_BIAS"] else bias
         _fp4_wgmma_gemm_kernel[(triton.cdiv(n1 - n0, BN), triton.cdiv(M, tbm))](
             x_desc, w_desc, sbytes[n0:n1], gw_p, ga, bias_p, out[:, n0:n1], M, n1 - n0, K, sbytes.stride(0),
-            out.stride(0), stride_ga, TBM=tbm, STAGES=_STAGES, **flags, num_warps=4)
+            out.stride(0), stride_ga, TBM=tbm, STAGES=_STAGES, **flags,
+            num_warps=4, **({"PDL": True, "launch_pdl": True} if pdl and j == 0 else {}))
     return out

@@ -794,6 +794,8 @@ def _mma_usable(device: torch.device) -> bool:
 
 # The same for the Gluon wgmma kernel (batch/prefill, sm_90).
 _WGMMA_FAILED: list[str] = []
+# fp4_gemm(pdl=True) launches the wgmma kernel as a programmatic dependent (experiments: run 20d).
+_WGMMA_PDL = True
 
 
 def _wgmma_usable(device: torch.device) -> bool:
@@ -922,7 +924,7 @@ def fp4_gemm(
             try:
                 gw_t, ga_t, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)
                 return gluon_wgmma.fp4_wgmma_gemm(a, data, sbytes, gw_t, ga_t, bias_t, out, stride_ga, ep,
-                                                  sms=num_sms(dev))
+                                                  sms=num_sms(dev), pdl=pdl and _WGMMA_PDL and pdl_supported(dev))
             except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
                 if config is not None:
                     raise
