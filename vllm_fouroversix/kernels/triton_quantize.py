@@ -420,10 +420,15 @@ def _quantize_kernel(
         _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
                     CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
     else:
+        # The next chunk is requested before this one is quantized, so that its read overlaps
+        # the compute (run 21b: [1024..4096, 14336] 12-13% faster in the operand mode).
+        x_lo, x_hi = _load_tile(x_row, 0, nb, CB)
         for c in range(NUM_CHUNKS):
-            x_lo, x_hi = _load_tile(x_row, c * CB, nb, CB)
+            n_lo, n_hi = _load_tile(x_row, (c + 1) * CB, nb, CB)  # masked off past the row's end
             _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
                         CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
+            x_lo = n_lo
+            x_hi = n_hi
 
 
 @triton.jit
