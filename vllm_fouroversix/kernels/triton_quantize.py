@@ -398,7 +398,7 @@ def _quantize_kernel(
             amax = _row_amax(x_row, K, AMAX_TILE, AMAX_ITERS)
         else:
             # An elementwise max over the chunks, then one reduction: a reduction a chunk put
-            # a CTA-wide barrier between one chunk's load and the next (run 21).
+            # a CTA-wide barrier between one chunk's load and the next (run 21b).
             m = tl.zeros((CB * 16,), tl.float32)
             for c in tl.static_range(NUM_CHUNKS):
                 offs = c * CB * 16 + tl.arange(0, CB * 16)
