@@ -794,7 +794,7 @@ def _mma_usable(device: torch.device) -> bool:
 
 # The same for the Gluon wgmma kernel (batch/prefill, sm_90).
 _WGMMA_FAILED: list[str] = []
-# fp4_gemm(pdl=True) launches the wgmma kernel as a programmatic dependent (experiments: run 20d).
+# fp4_gemm(pdl=True) launches the wgmma kernel as a programmatic dependent (off: experiments, run 21a).
 _WGMMA_PDL = True
 
 

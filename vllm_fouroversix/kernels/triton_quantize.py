@@ -397,13 +397,9 @@ def _quantize_kernel(
         elif SPLIT:
             amax = _row_amax(x_row, K, AMAX_TILE, AMAX_ITERS)
         else:
-            # An elementwise max over the chunks, then one reduction: a reduction a chunk put
-            # a CTA-wide barrier between one chunk's load and the next (run 21b).
-            m = tl.zeros((CB * 16,), tl.float32)
-            for c in tl.static_range(NUM_CHUNKS):
-                offs = c * CB * 16 + tl.arange(0, CB * 16)
-                m = tl.maximum(m, tl.abs(tl.load(x_row + offs, mask=offs < K, other=0.0).to(tl.float32)))
-            amax = tl.max(m, axis=0)
+            # One chunk a tile: an elementwise max over the chunks, then one reduction (a reduction
+            # a chunk put a CTA-wide barrier between one chunk's load and the next, run 21b).
+            amax = _row_amax(x_row, K, CB * 16, NUM_CHUNKS)
         tl.store(gs_ptr + row, tl.div_rn(amax, MS))  # SPLIT: each program of the row, the same value
     elif AMAX_PER_ROW:
         amax = tl.load(amax_ptr + row).to(tl.float32)
