@@ -100,11 +100,15 @@ def mma_plan(M: int, N: int, K: int) -> tuple[int, int] | None:
 
 if _GLUON:
     try:  # an installed Gluon whose API differs from 3.5/3.6's must not break the import
-        from vllm_fouroversix.kernels.triton_gemm import _decode_asm
+        from vllm_fouroversix.kernels.triton_gemm import _DECODE_PTX, _DECODE_SCALED_PTX, _SCALE_PTX
 
-        # The E2M1 decode of triton_gemm: 4 packed bytes -> the low nibbles of bytes 0/1 and
-        # 2/3, then the high nibbles, as bf16x2 (one b32 in, four out).
-        _DECODE = gl.constexpr(_decode_asm([f"fma.rn.bf16x2 ${i}, a, c126, nz;" for i in range(4)], "$4"))
+        # The E2M1 decode of triton_gemm: 4 packed bytes ($4) -> the low nibbles of bytes 0/1
+        # and 2/3, then the high nibbles, as bf16x2 (one b32 in, four out): q (_DECODE), or
+        # times the block's bf16x2 multiplier s * 2^118 ($5: the four bytes are in one block)
+        # in the same fma, q * s * 2^-8 (_DECODE_SCALED; exact either way).
+        _DECODE = gl.constexpr(_DECODE_PTX)
+        _DECODE_SCALED = gl.constexpr(_DECODE_SCALED_PTX)
+        _SCALE = gl.constexpr(_SCALE_PTX)
 
         @gluon.constexpr_function
         def _weight_layout(W):
@@ -159,13 +163,28 @@ if _GLUON:
             return res
 
         @gluon.jit
-        def _tile_mma(wp, sc, xv, acc, W: gl.constexpr, LB: gl.constexpr, LA: gl.constexpr):
-            """acc += the [16, 128] weight tile (bytes wp, scale bytes sc) x the activations xv."""
-            lo, hi = gl.inline_asm_elementwise(_DECODE, "=r,=r,=r,=r,r", [wp], dtype=(gl.bfloat16, gl.bfloat16),
-                                               is_pure=True, pack=4)
-            s = gl.expand_dims(sc.to(gl.float8e4nv, bitcast=True).to(gl.bfloat16), 3)  # exact
-            lo = gl.convert_layout(gl.reshape(lo, [W, 16, 8, 8]), LB) * s  # q * s: exact in bf16
-            hi = gl.convert_layout(gl.reshape(hi, [W, 16, 8, 8]), LB) * s
+        def _tile_mma(wp, sc, xv, acc, W: gl.constexpr, LB: gl.constexpr, LA: gl.constexpr,
+                      FOLD: gl.constexpr):
+            """acc += the [16, 128] weight tile (bytes wp, scale bytes sc) x the activations xv,
+            times 2^-8 with ``FOLD`` (the scale folded into the decode: 12-16% fewer instructions
+            a K step; run 22 measured it 3-4% faster with the cp.async ring, and up to 6% slower
+            with plain loads, so only the ring takes it)."""
+            if FOLD:
+                si = sc.to(gl.int32)
+                s = gl.inline_asm_elementwise(_SCALE, "=r,r,r", [si, si * 0 + 0x4040], dtype=gl.int32,
+                                              is_pure=True, pack=1)  # [W, 16, 8] bf16x2 (s * 2^118, twice)
+                s = gl.expand_dims(s, 3) + gl.zeros([W, 16, 8, 8], gl.int32, LB)
+                s = gl.convert_layout(gl.reshape(s, [W, 16, 64]), wp.type.layout, assert_trivial=True)
+                lo, hi = gl.inline_asm_elementwise(_DECODE_SCALED, "=r,=r,=r,=r,r,r,r,r,r", [wp, s],
+                                                   dtype=(gl.bfloat16, gl.bfloat16), is_pure=True, pack=4)
+                lo = gl.convert_layout(gl.reshape(lo, [W, 16, 8, 8]), LB)  # q * s * 2^-8: exact in bf16
+                hi = gl.convert_layout(gl.reshape(hi, [W, 16, 8, 8]), LB)
+            else:
+                lo, hi = gl.inline_asm_elementwise(_DECODE, "=r,=r,=r,=r,r", [wp], dtype=(gl.bfloat16, gl.bfloat16),
+                                                   is_pure=True, pack=4)
+                s = gl.expand_dims(sc.to(gl.float8e4nv, bitcast=True).to(gl.bfloat16), 3)  # exact
+                lo = gl.convert_layout(gl.reshape(lo, [W, 16, 8, 8]), LB) * s  # q * s: exact in bf16
+                hi = gl.convert_layout(gl.reshape(hi, [W, 16, 8, 8]), LB) * s
             # bytes [t, b, rh, rl] + nibble e -> logical k = rl + 2t + 8e + 16rh + 64b
             lo = gl.reshape(lo, [W, 16, 4, 2, 4, 2])
             hi = gl.reshape(hi, [W, 16, 4, 2, 4, 2])
@@ -213,7 +232,7 @@ if _GLUON:
                 async_copy.commit_group()
                 wp = w_buf.index(it % STAGES).load(LW)
                 sc = s_buf.index(it % STAGES).load(gl.SliceLayout(3, LB))
-                acc = _tile_mma(wp, sc, xv, acc, W, LB, LA)
+                acc = _tile_mma(wp, sc, xv, acc, W, LB, LA, True)
             async_copy.wait_group(0)
             return acc
 
@@ -253,14 +272,16 @@ if _GLUON:
                     sc = gl.load(s_ptr + s_off, mask=s_in, other=0)
                     gdc_wait()
                     xv = gl.load(x_ptr + x_off, mask=x_in, other=0.0)
-                    acc = _tile_mma(wp, sc, xv, acc, W, LB, LA)
+                    acc = _tile_mma(wp, sc, xv, acc, W, LB, LA, False)
                     first = 1
                 for it in range(first, n_it):
                     wp = gl.load(w_ptr + w_off + it * (64 * W), mask=w_in, other=0)
                     sc = gl.load(s_ptr + s_off + it * (8 * W), mask=s_in, other=0)
                     xv = gl.load(x_ptr + x_off + it * (128 * W), mask=x_in, other=0.0)
-                    acc = _tile_mma(wp, sc, xv, acc, W, LB, LA)
+                    acc = _tile_mma(wp, sc, xv, acc, W, LB, LA, False)
             acc = gl.sum(acc, axis=0)  # [16 (n), 8 (m)]: the K splits meet (shared memory, once)
+            if STAGES > 1:
+                acc = acc * 256.0  # the ring's decode folds the scale in: q * s * 2^-8 (exact)
             # Epilogue: (acc * (ga * gw)) + bias in FP32, as triton_prefill.scaled_output.
             LO: gl.constexpr = gl.SliceLayout(0, LA)
             on = n0 + gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(1, LO)), 1)

@@ -53,35 +53,62 @@ def _decode_asm(outs: list[str], in_reg: str) -> str:
     """The PTX of the E2M1 decode of one b32 of 4 packed bytes (``in_reg``).
 
     Four steps, each placing two codes (the low nibbles of bytes 0/1 or 2/3, then
-    the high nibbles) and scaling them by 2^126 with one bf16x2 fma; ``outs[i]``
-    are the PTX lines that store step i's bf16x2 result ``a``.
+    the high nibbles) as bf16x2 bits q * 2^-126; ``outs[i]`` are the PTX lines that
+    scale step i's result ``a`` (one bf16x2 fma) and store it. A step is one mask, one
+    multiply and one mask: the nibble n, alone in each half, times 2^6 + 2^12 (or
+    2^2 + 2^8 from the high nibble) puts its magnitude bits at 6..8 and its sign bit at
+    15 with no overlap, and the last mask keeps those (run 22: 3 instructions instead of
+    two shifts and two logic operations).
     """
-    steps = [("t0", 6, 12), ("t1", 6, 12), ("t0", 2, 8), ("t1", 2, 8)]
+    steps = [("t0", "0x000F000F", 4160), ("t1", "0x000F000F", 4160),
+             ("t0", "0x00F000F0", 260), ("t1", "0x00F000F0", 260)]
     lines = [
         "{",
-        ".reg .b32 t0, t1, a, b, c126, nz;",
+        ".reg .b32 t0, t1, a, c126, nz;",
         "mov.b32 c126, 0x7E807E80;",
         "mov.b32 nz, 0x80008000;",
         f"prmt.b32 t0, {in_reg}, 0, 0x4140;",
         f"prmt.b32 t1, {in_reg}, 0, 0x4342;",
     ]
-    for (t, sa, sb), out in zip(steps, outs):
+    for (t, mask, mul), out in zip(steps, outs):
         lines += [
-            f"shl.b32 a, {t}, {sa};",
-            f"shl.b32 b, {t}, {sb};",
-            "lop3.b32 a, a, b, 0x01C001C0, 0xE4;",
+            f"and.b32 a, {t}, {mask};",
+            f"mul.lo.u32 a, a, {mul};",
             "and.b32 a, a, 0x81C081C0;",
             out,
         ]
     return "\n" + "\n".join(lines + ["}"]) + "\n"
 
 
+# PTX: an int32 word of 4 E4M3 scale bytes ($1) and a prmt selector ($2) that puts byte j in
+# the low byte of both halves -> the bf16x2 (s_j * 2^118, s_j * 2^118). ``b << 4`` as bf16 bits
+# is exactly s * 2^-120 (E4M3's exponent and mantissa land in bf16's, its subnormals in bf16's
+# subnormals); two exact multiplies by 2^119 (0x7B00) give s * 2^118 <= 448 * 2^118 < 2^127.
+_SCALE_PTX = """
+{
+.reg .b32 t, c;
+mov.b32 c, 0x7B007B00;
+prmt.b32 t, $1, 0, $2;
+shl.b32 t, t, 4;
+mul.rn.bf16x2 t, t, c;
+mul.rn.bf16x2 $0, t, c;
+}
+"""
+
 # E2M1 code -> bf16 bits via PTX. In: 4 packed bytes (8 codes). Out: the low
 # nibbles' values (2 regs of bf16x2) and the high nibbles' values (2 regs).
 # Each code c is placed as sign -> bit 15, magnitude bits -> bits 6..8 of a
 # bf16, which is then exactly value * 2^-126 (the e = 0 codes land in the
 # subnormals); one bf16x2 fma by 2^126 (0x7E80) makes it exact.
-_DECODE_ASM = tl.constexpr(_decode_asm([f"fma.rn.bf16x2 ${i}, a, c126, nz;" for i in range(4)], "$4"))
+_DECODE_PTX = _decode_asm([f"fma.rn.bf16x2 ${i}, a, c126, nz;" for i in range(4)], "$4")
+_DECODE_ASM = tl.constexpr(_DECODE_PTX)
+
+# Same decode, each bf16x2 times the block's multiplier s * 2^118 ($5, from _SCALE_PTX; the four
+# bytes of a b32 are in one 16-value block) in the same fma: q * s * 2^-8, exact (the scale's
+# own multiply folded in, run 22). Also gluon_gemm's.
+_DECODE_SCALED_PTX = _decode_asm(["fma.rn.bf16x2 $%d, a, $5, nz;" % i for i in range(4)], "$4")
+_DECODE_SCALED_ASM = tl.constexpr(_DECODE_SCALED_PTX)
+_SCALE_ASM = tl.constexpr(_SCALE_PTX)
 
 # Same decode, fp32 results: the bf16x2 pair of each step is widened in place
 # (low half << 16, high half & 0xFFFF0000). Out: $0..$3 the low nibbles of
@@ -163,8 +190,18 @@ def _scale_values(sb, HW_E4M3: tl.constexpr):
 
 @triton.jit
 def _decode_tile(wp, sb, BN: tl.constexpr, BK: tl.constexpr, DT: tl.constexpr, USE_ASM: tl.constexpr,
-                 HW_E4M3: tl.constexpr = False):
-    """Packed [BN, BK/2] uint8 + scale bytes [BN, BK/16] -> decoded q * s [BN, BK] in DT."""
+                 HW_E4M3: tl.constexpr = False, SCALED_2M8: tl.constexpr = False):
+    """Packed [BN, BK/2] uint8 + scale bytes [BN, BK/16] -> decoded q * s [BN, BK] in DT
+    (``SCALED_2M8``, bf16 and the PTX decode only: q * s * 2^-8, the scale folded into the
+    decode's fma; the caller multiplies its FP32 sums by 2^8)."""
+    if SCALED_2M8:
+        si = sb.to(tl.int32)
+        s2 = tl.inline_asm_elementwise(_SCALE_ASM, "=r,r,r", [si, si * 0 + 0x4040], dtype=tl.int32,
+                                       is_pure=True, pack=1)  # bf16x2 (s * 2^118, twice)
+        s2 = tl.reshape(tl.broadcast_to(s2[:, :, None], (BN, BK // 16, 8)), (BN, BK // 2))
+        lo, hi = tl.inline_asm_elementwise(_DECODE_SCALED_ASM, "=r,=r,=r,=r,r,r,r,r,r", [wp, s2],
+                                           dtype=(tl.bfloat16, tl.bfloat16), is_pure=True, pack=4)
+        return tl.reshape(tl.join(lo, hi), (BN, BK))
     if USE_ASM:
         lo, hi = _decode_codes(wp, DT, USE_ASM)
         q = tl.reshape(tl.join(lo, hi), (BN, BK // 16, 16))
@@ -231,7 +268,7 @@ def _fp4_gemm_kernel(
     GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, DT: tl.constexpr, USE_ASM: tl.constexpr,
     GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
     SWAP: tl.constexpr = False, PREFETCH: tl.constexpr = False,
-    HW_E4M3: tl.constexpr = False,
+    HW_E4M3: tl.constexpr = False, SCALED_2M8: tl.constexpr = False,
 ):
     pid_k = tl.program_id(1)
     num_pid_n = tl.cdiv(N, BN)
@@ -263,7 +300,7 @@ def _fp4_gemm_kernel(
             sb = sb_n
             a_n = _load_a_tile(a_rows, (kt + 1) * BK, kt1 * BK, mm, K, ka, EVEN_K)
             wp_n, sb_n = _load_w_tile(w_rows, s_rows, (kt + 1) * BK, kt1 * BK, nm, K, kw, ks, EVEN_K)
-            w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM, HW_E4M3)
+            w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM, HW_E4M3, SCALED_2M8)
             acc = _mma(a, w, acc, DT, IEEE, SWAP)
     for kt in range(kt0, kt1 if not PREFETCH else kt0):
         k0 = kt * BK
@@ -275,8 +312,10 @@ def _fp4_gemm_kernel(
             a = tl.load(a_rows + (k0 + ka)[None, :], mask=mm[:, None] & ((k0 + ka) < K)[None, :], other=0.0)
             wp = tl.load(w_rows + (k0 // 2 + kw)[None, :], mask=nm[:, None] & ((k0 // 2 + kw) < K // 2)[None, :], other=0)
             sb = tl.load(s_rows + (k0 // 16 + ks)[None, :], mask=nm[:, None] & ((k0 // 16 + ks) < K // 16)[None, :], other=0)
-        w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM, HW_E4M3)
+        w = _decode_tile(wp, sb, BN, BK, DT, USE_ASM, HW_E4M3, SCALED_2M8)
         acc = _mma(a, w, acc, DT, IEEE, SWAP)
+    if SCALED_2M8:
+        acc = acc * 256.0  # the decoded weight was q * s * 2^-8 (exact: a power of two)
     if SWAP:
         acc = tl.trans(acc)
     if SPLIT_K == 1:
@@ -1001,6 +1040,6 @@ def fp4_gemm(
         K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, GROUP_M=cfg.group_m, EVEN_K=even_k, DT=dt,
         USE_ASM=use_asm, IEEE=ieee, **ep,
         SWAP=cfg.kind == "tcT", PREFETCH=cfg.prefetch, HW_E4M3=use_asm and e4m3_cvt_supported(dev),
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        SCALED_2M8=use_asm and dt == tl.bfloat16, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return out
