@@ -514,12 +514,12 @@ def test_quantizer_bit_exact_gpu(rule):
     # K = 4096 (one block a thread), 14336 (two), 96 (one warp); fp16 too. 600 x 8192: many rows
     # of over 4096, in 128-block chunks. At most 32 rows of over 4096: each row split over parallel
     # programs (16 x 14336: 7 of 128 blocks; 3 x 20480: 10, 3 amax tiles); 2 x 4096: one a row.
-    # K = 9232 (577 blocks) ends in a partial chunk: 600 rows in 128-block chunks (4 whole, 65
-    # blocks), 5 rows split over 3 programs of 256 blocks (the last one 65).
+    # Rows ending in a partial chunk: 528 x 4624 (289 blocks; 528 rows are 'many' on an H100) in
+    # 128-block chunks (2 whole, 33 blocks), 5 x 9232 (577 blocks) over 3 programs of 256 (the last 65).
     for i, (shape, dtype) in enumerate([((512, 4096), torch.bfloat16), ((37, 14336), torch.bfloat16),
                                         ((3, 20480), torch.bfloat16), ((5, 96), torch.float16),
                                         ((600, 8192), torch.bfloat16), ((2, 4096), torch.bfloat16),
-                                        ((16, 14336), torch.bfloat16), ((600, 9232), torch.bfloat16),
+                                        ((16, 14336), torch.bfloat16), ((528, 4624), torch.bfloat16),
                                         ((5, 9232), torch.bfloat16)]):
         for mode in ("token", "tensor", "static", "token_amax"):
             x = _acts(shape, seed=i, dtype=dtype)
