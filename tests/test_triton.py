@@ -362,6 +362,34 @@ def test_gemm_paths_interpreted(cfg):
         torch.testing.assert_close(out.float(), ref.float(), rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", _CONFIGS + [tg.GemmConfig("tc", BM=64, BN=128, BK=64, split_k=2),
+                                            tg.GemmConfig("tc", BM=128, BN=128, BK=64, num_warps=8),
+                                            tg.GemmConfig("tc", BM=16, BN=64, BK=256, split_k=4)],
+                         ids=lambda c: c.short())
+def test_gemm_paths_gpu(cfg):
+    # Every explicit tile compiled, with K not a multiple of BK (masked last K tile) and N not of BN:
+    # the tiles' layouts are Triton's choice and differ from the K % BK == 0 ones the shape sweeps take.
+    for i, (N, K, M, mode) in enumerate([(40, 80, 3, "token"), (384, 272, 1, "none"), (384, 272, 33, "tensor"),
+                                         (384, 272, 200, "token"), (96, 4112, 16, "none")]):
+        if cfg.kind in ("gemv", "gemv2") and M > 4:
+            continue
+        wq = _weight(N, K, seed=i, per_row_gw=i % 2 == 1)
+        x = _acts((M, K), seed=20 + i)
+        bias = torch.randn(N).to(torch.bfloat16)
+        gw = wq.global_scale.reshape(-1).cuda()
+        data, scales = wq.data.cuda(), wq.scales.cuda()
+        if mode == "none":
+            out = tg.fp4_gemm(x.cuda(), data, scales, gw, bias=bias.cuda(), config=cfg)
+        else:
+            q = tq.quantize_triton(x.cuda(), "mse", per_row=mode == "token", write_packed=False,
+                                   dequant_dtype=torch.bfloat16)
+            out = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, bias=bias.cuda(),
+                              out_dtype=x.dtype, config=cfg)
+        ref = nvfp4.reference_linear(x, wq, bias, per_row=mode == "token", act_quant=mode != "none").float()
+        torch.testing.assert_close(out.float().cpu(), ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+
+
 @interpret
 def test_backend_linear_interpreted():
     be = TritonBackend()

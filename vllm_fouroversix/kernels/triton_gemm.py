@@ -49,7 +49,7 @@ from vllm_fouroversix.kernels.triton_prefill import epilogue_args, grouped_pid, 
 __all__ = ["GemmConfig", "select_config", "fp4_gemm", "dequantize_weight", "INTERPRET"]
 
 
-def _decode_asm(outs: list[str], in_reg: str) -> str:
+def _decode_asm(outs: list[str], in_reg: str, extra: tuple[str, ...] = ()) -> str:
     """The PTX of the E2M1 decode of one b32 of 4 packed bytes (``in_reg``).
 
     Four steps, each placing two codes (the low nibbles of bytes 0/1 or 2/3, then
@@ -58,17 +58,19 @@ def _decode_asm(outs: list[str], in_reg: str) -> str:
     multiply and one mask: the nibble n, alone in each half, times 2^6 + 2^12 (or
     2^2 + 2^8 from the high nibble) puts its magnitude bits at 6..8 and its sign bit at
     15 with no overlap, and the last mask keeps those (run 22: 3 instructions instead of
-    two shifts and two logic operations).
+    two shifts and two logic operations). ``extra``: PTX lines before the steps (registers
+    m01 and m23 are declared for them).
     """
     steps = [("t0", "0x000F000F", 4160), ("t1", "0x000F000F", 4160),
              ("t0", "0x00F000F0", 260), ("t1", "0x00F000F0", 260)]
     lines = [
         "{",
-        ".reg .b32 t0, t1, a, c126, nz;",
+        ".reg .b32 t0, t1, a, c126, nz, m01, m23;",
         "mov.b32 c126, 0x7E807E80;",
         "mov.b32 nz, 0x80008000;",
         f"prmt.b32 t0, {in_reg}, 0, 0x4140;",
         f"prmt.b32 t1, {in_reg}, 0, 0x4342;",
+        *extra,
     ]
     for (t, mask, mul), out in zip(steps, outs):
         lines += [
@@ -103,11 +105,15 @@ mul.rn.bf16x2 $0, t, c;
 _DECODE_PTX = _decode_asm([f"fma.rn.bf16x2 ${i}, a, c126, nz;" for i in range(4)], "$4")
 _DECODE_ASM = tl.constexpr(_DECODE_PTX)
 
-# Same decode, each bf16x2 times the block's multiplier s * 2^118 ($5, from _SCALE_PTX; the four
-# bytes of a b32 are in one 16-value block) in the same fma: q * s * 2^-8, exact (the scale's
-# own multiply folded in, run 22). Also gluon_gemm's.
+# Same decode, each bf16x2 times its bytes' multipliers s * 2^118 (from _SCALE_PTX) in the same
+# fma: q * s * 2^-8, exact (the scale's own multiply folded in, run 22). _DECODE_SCALED_PTX takes
+# one multiplier ($5) for the four bytes: only for layouts that keep a b32's bytes in one 16-value
+# block (gluon_gemm's); _DECODE_SCALED_ASM takes byte j's from $5 + j (Triton picks the layout, and
+# a pack of four elements need not be four adjacent bytes) and pairs them with two prmt.
 _DECODE_SCALED_PTX = _decode_asm(["fma.rn.bf16x2 $%d, a, $5, nz;" % i for i in range(4)], "$4")
-_DECODE_SCALED_ASM = tl.constexpr(_DECODE_SCALED_PTX)
+_DECODE_SCALED_ASM = tl.constexpr(_decode_asm(
+    ["fma.rn.bf16x2 $%d, a, %s, nz;" % (i, ("m01", "m23")[i % 2]) for i in range(4)], "$4",
+    ("prmt.b32 m01, $5, $6, 0x7610;", "prmt.b32 m23, $7, $8, 0x7610;")))
 _SCALE_ASM = tl.constexpr(_SCALE_PTX)
 
 # Same decode, fp32 results: the bf16x2 pair of each step is widened in place
