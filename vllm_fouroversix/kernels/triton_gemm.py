@@ -29,8 +29,10 @@ Paths, chosen by M (:func:`select_config`):
 Split-K partials are reduced by the last program of each tile in a fixed
 order (deterministic, one launch).
 
-On the GPU the E2M1 decode is 2.75 integer/bf16x2 instructions per weight
-(inline PTX); under ``TRITON_INTERPRET=1`` (CPU) the same values come from
+On the GPU the E2M1 decode is inline PTX, 2.25 integer/bf16x2 instructions per
+weight (prmt, then mask, multiply, mask and one bf16x2 fma a pair of codes); the tc
+tiles fold the block scale into that fma (q * s * 2^-8, sums times 2^8) instead of
+a separate multiply. Under ``TRITON_INTERPRET=1`` (CPU) the same values come from
 plain arithmetic. No vLLM imports.
 """
 
