@@ -3,10 +3,16 @@ against nvfp4's values: the exact strings the GPU runs, every byte value in ever
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    # As test_triton.py: the kernel modules imported below must see it first (triton.jit reads it
+    # at import), or test_triton's interpreted kernels, collected after this file, would not run.
+    os.environ["TRITON_INTERPRET"] = "1"
 
 pytest.importorskip("triton")
 
