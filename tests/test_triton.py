@@ -335,6 +335,28 @@ _CONFIGS = [
 ]
 
 
+def _check_gemm_path(cfg, N, K, M, mode, *, per_row_gw, seed, x_seed, device, pass_gw_float):
+    """fp4_gemm with ``cfg`` against reference_linear: W4A16 (mode "none") or W4A4 after the
+    Triton quantizer (token/tensor/static), operands on ``device``."""
+    wq = _weight(N, K, seed=seed, per_row_gw=per_row_gw)
+    x = _acts((M, K), seed=x_seed)
+    bias = torch.randn(N).to(torch.bfloat16)
+    gw = wq.global_scale.reshape(-1)
+    amax = 3.0 if mode == "static" else None
+    xd, data, scales, gwd, bd = (t.to(device) for t in (x, wq.data, wq.scales, gw, bias))
+    if mode == "none":
+        gw_float = float(gw) if pass_gw_float and gw.numel() == 1 else None
+        out = tg.fp4_gemm(xd, data, scales, gwd, bias=bd, config=cfg, gw_float=gw_float)
+    else:
+        q = tq.quantize_triton(xd, "mse", per_row=mode == "token", amax=amax, write_packed=False,
+                               dequant_dtype=torch.bfloat16)
+        out = tg.fp4_gemm(q.dequant, data, scales, gwd, ga=q.global_scale, bias=bd, out_dtype=x.dtype, config=cfg)
+    ref = nvfp4.reference_linear(x, wq, bias, per_row=mode == "token", act_quant=mode != "none",
+                                 act_amax=amax).float()
+    # Only the fp32 accumulation order differs: at most one bf16 rounding step apart.
+    torch.testing.assert_close(out.float().cpu(), ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+
+
 @interpret
 @pytest.mark.parametrize("cfg", _CONFIGS, ids=lambda c: c.short())
 def test_gemm_paths_interpreted(cfg):
@@ -343,23 +365,8 @@ def test_gemm_paths_interpreted(cfg):
                                                (33, "static", False)]):
         if cfg.kind in ("gemv", "gemv2") and M > 4:
             continue
-        wq = _weight(N, K, seed=i, per_row_gw=per_row_gw)
-        x = _acts((M, K), seed=10 + i)
-        bias = torch.randn(N).to(torch.bfloat16)
-        gw = wq.global_scale.reshape(-1)
-        gw_float = float(gw) if gw.numel() == 1 else None
-        if mode == "none":
-            out = tg.fp4_gemm(x, wq.data, wq.scales, gw, bias=bias, config=cfg, gw_float=gw_float)
-        else:
-            amax = 3.0 if mode == "static" else None
-            q = tq.quantize_triton(x, "mse", per_row=mode == "token", amax=amax, write_packed=False,
-                                   dequant_dtype=torch.bfloat16)
-            out = tg.fp4_gemm(q.dequant, wq.data, wq.scales, gw, ga=q.global_scale, bias=bias,
-                              out_dtype=x.dtype, config=cfg)
-        ref = nvfp4.reference_linear(x, wq, bias, per_row=mode == "token", act_quant=mode != "none",
-                                     act_amax=3.0 if mode == "static" else None)
-        # Only the fp32 accumulation order differs: at most one bf16 rounding step apart.
-        torch.testing.assert_close(out.float(), ref.float(), rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+        _check_gemm_path(cfg, N, K, M, mode, per_row_gw=per_row_gw, seed=i, x_seed=10 + i, device="cpu",
+                         pass_gw_float=True)
 
 
 @pytest.mark.gpu
@@ -374,20 +381,8 @@ def test_gemm_paths_gpu(cfg):
                                          (384, 272, 200, "token"), (96, 4112, 16, "none")]):
         if cfg.kind in ("gemv", "gemv2") and M > 4:
             continue
-        wq = _weight(N, K, seed=i, per_row_gw=i % 2 == 1)
-        x = _acts((M, K), seed=20 + i)
-        bias = torch.randn(N).to(torch.bfloat16)
-        gw = wq.global_scale.reshape(-1).cuda()
-        data, scales = wq.data.cuda(), wq.scales.cuda()
-        if mode == "none":
-            out = tg.fp4_gemm(x.cuda(), data, scales, gw, bias=bias.cuda(), config=cfg)
-        else:
-            q = tq.quantize_triton(x.cuda(), "mse", per_row=mode == "token", write_packed=False,
-                                   dequant_dtype=torch.bfloat16)
-            out = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, bias=bias.cuda(),
-                              out_dtype=x.dtype, config=cfg)
-        ref = nvfp4.reference_linear(x, wq, bias, per_row=mode == "token", act_quant=mode != "none").float()
-        torch.testing.assert_close(out.float().cpu(), ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+        _check_gemm_path(cfg, N, K, M, mode, per_row_gw=i % 2 == 1, seed=i, x_seed=20 + i, device="cuda",
+                         pass_gw_float=False)
 
 
 @interpret
