@@ -275,6 +275,12 @@ def _sign_bits(x):
 
 
 @triton.jit
+def _with_sign(q, bit):
+    """q (fp32 >= 0) with its sign bit set where bit 0 of ``bit`` is (-0.0 for q = 0, as -q)."""
+    return (q.to(tl.int32, bitcast=True) | ((bit & 1) << 31)).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _load_tile(x_row, blk0, nb, CB: tl.constexpr):
     """Blocks blk0 .. blk0+CB-1 of a row as two [CB, 8] fp32 halves (each thread: whole blocks)."""
     blk = blk0 + tl.arange(0, CB)
@@ -302,9 +308,10 @@ def _quant_tile(
 ):
     blk = blk0 + tl.arange(0, CB)
     bmask = blk < nb
-    if WRITE_PACKED:
-        sg_lo = _sign_bits(x_lo)  # taken now, so that x need not stay in registers
-        sg_hi = _sign_bits(x_hi)
+    # The signs as two words a block (bit 4j + 3: x_j < 0), taken now so that x need not stay
+    # in registers (run 23: the operand mode kept x to the end, 71 instead of 48 registers).
+    sg_lo = _sign_bits(x_lo)
+    sg_hi = _sign_bits(x_hi)
     a_lo = tl.abs(x_lo)
     a_hi = tl.abs(x_hi)
     bmax = tl.max(tl.maximum(a_lo, a_hi), axis=1)
@@ -339,9 +346,11 @@ def _quant_tile(
             v_hi = tl.where(p2, v_hi, v6_hi)
             sf = tl.where(pick4, sf4, sf)
     # Sign bit (bit 3 of the nibble): x < 0 (not -0.0), except in blocks whose scale is 0.
+    keep = tl.where(sbyte != 0, -2004318072, 0)  # 0x88888888: scale 0, no sign bits
+    sg_lo = sg_lo & keep
+    sg_hi = sg_hi & keep
     if WRITE_PACKED:
-        keep = tl.where(sbyte != 0, -2004318072, 0)  # 0x88888888: scale 0, no sign bits
-        w = tl.join(w_lo | (sg_lo & keep), w_hi | (sg_hi & keep))  # [CB, 2]
+        w = tl.join(w_lo | sg_lo, w_hi | sg_hi)  # [CB, 2]
         words = data_row.to(tl.pointer_type(tl.int32), bitcast=True)
         woffs = blk[:, None] * 2 + tl.arange(0, 2)[None, :]
         tl.store(words + woffs, w, mask=bmask[:, None])
@@ -351,11 +360,9 @@ def _quant_tile(
         offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
         m2 = bmask[:, None]
         sf2 = sf[:, None]
-        nz = (sbyte != 0)[:, None]
-        q_lo = v_lo * sf2
-        q_hi = v_hi * sf2
-        q_lo = tl.where((x_lo < 0.0) & nz, -q_lo, q_lo)
-        q_hi = tl.where((x_hi < 0.0) & nz, -q_hi, q_hi)
+        sh = tl.arange(0, 8)[None, :] * 4 + 3  # element j's sign bit in its word
+        q_lo = _with_sign(v_lo * sf2, sg_lo[:, None] >> sh)  # -0.0 where q = 0 and x < 0, as -q was
+        q_hi = _with_sign(v_hi * sf2, sg_hi[:, None] >> sh)
         tl.store(deq_row + offs, q_lo.to(deq_row.dtype.element_ty), mask=m2)
         tl.store(deq_row + offs + 8, q_hi.to(deq_row.dtype.element_ty), mask=m2)
 
