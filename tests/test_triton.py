@@ -42,11 +42,13 @@ def _acts(shape, seed, dtype=torch.bfloat16):
 
 
 def _assert_quant_equal(q, r, per_row):
-    assert torch.equal(q.data.cpu(), r.data)
-    assert torch.equal(q.scales.view(torch.uint8).cpu(), r.scales.view(torch.uint8))
+    if q.data is not None:  # write_packed=False (the W4A4 operand mode) writes no codes or scales
+        assert torch.equal(q.data.cpu(), r.data)
+        assert torch.equal(q.scales.view(torch.uint8).cpu(), r.scales.view(torch.uint8))
     assert torch.equal(q.global_scale.cpu().reshape(-1), r.global_scale.float().reshape(-1))
-    if q.dequant is not None:
-        assert torch.equal(q.dequant.float().cpu(), nvfp4._decode_blocks(r))
+    if q.dequant is not None:  # bit for bit, the sign of zero included (torch.equal has -0.0 == 0.0)
+        ref = nvfp4._decode_blocks(r).to(q.dequant.dtype)
+        assert torch.equal(q.dequant.cpu().view(torch.int16), ref.view(torch.int16))
 
 
 # ---------------------------------------------------------------- interpreter (CPU)
@@ -64,9 +66,11 @@ def test_quantizer_bit_exact_interpreted(rule):
         x[2, 5] = -1e-30  # negative value rounding to -0 (code 8)
         x[3, 0] = 3e4  # outlier: the row's other blocks get subnormal E4M3 scales
         amax = 20.0 if mode == "static" else None  # static amax below the max: blocks saturate
-        q = tq.quantize_triton(x, rule, per_row=mode == "token", amax=amax, dequant_dtype=torch.bfloat16)
         r = nvfp4.quantize(x, rule, per_row=mode == "token", amax=amax)
-        _assert_quant_equal(q, r, mode == "token")
+        for packed in (True, False):  # codes + scales + operand, and the operand alone (W4A4 on Hopper)
+            q = tq.quantize_triton(x, rule, per_row=mode == "token", amax=amax, write_packed=packed,
+                                   dequant_dtype=torch.bfloat16)
+            _assert_quant_equal(q, r, mode == "token")
 
 
 @interpret
@@ -553,11 +557,12 @@ def test_quantizer_bit_exact_gpu(rule):
             if mode == "token_amax":  # a given per-row amax (tensor parallelism), above each row's own
                 amax = x.float().abs().amax(-1) * 1.25
             per_row = mode.startswith("token")
-            q = tq.quantize_triton(x.cuda(), rule, per_row=per_row,
-                                   amax=amax.cuda() if isinstance(amax, torch.Tensor) else amax,
-                                   dequant_dtype=torch.bfloat16)
             r = nvfp4.quantize(x, rule, per_row=per_row, amax=amax)
-            _assert_quant_equal(q, r, per_row)
+            for packed in (True, False):  # with codes + scales, and the W4A4 operand alone
+                q = tq.quantize_triton(x.cuda(), rule, per_row=per_row,
+                                       amax=amax.cuda() if isinstance(amax, torch.Tensor) else amax,
+                                       write_packed=packed, dequant_dtype=torch.bfloat16)
+                _assert_quant_equal(q, r, per_row)
 
 
 @pytest.mark.gpu
