@@ -1048,6 +1048,6 @@ def fp4_gemm(
         K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, GROUP_M=cfg.group_m, EVEN_K=even_k, DT=dt,
         USE_ASM=use_asm, IEEE=ieee, **ep,
         SWAP=cfg.kind == "tcT", PREFETCH=cfg.prefetch, HW_E4M3=use_asm and e4m3_cvt_supported(dev),
-        SCALED_2M8=use_asm and dt == tl.bfloat16, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        SCALED_2M8=use_asm, num_warps=cfg.num_warps, num_stages=cfg.num_stages,  # use_asm: bf16 already
     )
     return out
