@@ -359,6 +359,8 @@ def _check_gemm_path(cfg, N, K, M, mode, *, per_row_gw, seed, x_seed, device, pa
                                  act_amax=amax).float()
     # Only the fp32 accumulation order differs: at most one bf16 rounding step apart.
     torch.testing.assert_close(out.float().cpu(), ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+    if cfg.split_k > 1:  # the last program of each split-K tile reset its counter for the next launch
+        assert not tg._locks(xd.device).any()
 
 
 @interpret
