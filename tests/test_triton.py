@@ -464,6 +464,11 @@ def test_select_config_by_m():
     cpu = torch.device("cpu")
     assert tg.select_config(1, 4096, 4096, cpu).kind == "gemv2"
     assert tg.select_config(16, 4096, 4096, cpu).kind == "tc"
+    # split-K for the 16-row tile: _split_for below 1.5 waves; 2 for wide weights up to 3.5 waves (run 24f)
+    assert tg._with_split(tg.select_config(16, 4096, 4096, cpu), 16, 4096, 4096, 132).split_k == 4
+    assert tg._with_split(tg.select_config(16, 28672, 4096, cpu), 16, 28672, 4096, 132).split_k == 2
+    assert tg._with_split(tg.select_config(9, 57344, 4096, cpu), 9, 57344, 4096, 132).split_k == 1
+    assert tg._with_split(tg.select_config(16, 14336, 4096, cpu), 16, 14336, 4096, 132).split_k == 1
     assert tg.select_config(128, 4096, 4096, cpu).kind == "tc"
     assert tg.select_config(256, 4096, 4096, cpu).kind == "dq"
     c = tg.select_config(256, 4096, 4096, cpu, cublas_prefill=False)

@@ -783,6 +783,13 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
             cfg = GemmConfig(kind="gemv2", BM=triton.next_power_of_2(M), BN=16, BK=1024, num_warps=4, num_stages=1)
     elif M <= 16:
         cfg = GemmConfig(kind="tc", BM=16, BN=64, BK=256, num_warps=4, num_stages=3)
+        tiles = triton.cdiv(N, cfg.BN)
+        if N >= 16384 and 1.5 * sms <= tiles < 3.5 * sms:
+            # Wide weights whose tiles fill 1.5-3.5 waves' worth of SMs, where _split_for stops at 1:
+            # two K splits were faster (run 24f, W4A16, us, split 1 -> 2): 28672x4096 M = 16
+            # 37.7 -> 35.9, M = 9 38.8 -> 35.9; 28672x8192 M = 16 72.5 -> 65.2. Not at 57344x4096
+            # (6.8 waves: 63.8 -> 66.9), and mixed at 14336x4096 (1.7 waves), which stay at 1.
+            cfg = replace(cfg, split_k=2)
     elif M <= 32:
         cfg = GemmConfig(kind="tc", BM=32, BN=64, BK=256, num_warps=4, num_stages=3)
     elif M <= 128:
