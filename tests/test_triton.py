@@ -696,7 +696,7 @@ def test_wgmma_gemm_gpu():
     dev = torch.device("cuda")
     wg = tg.GemmConfig(kind="wgmma")
     for (N, K, M, cfg, kind) in [(4096, 4096, 1024, None, "wgmma"), (16384, 512, 200, None, "wgmma"),
-                                 (6144, 512, 1024, None, "wgmma"),  # two launches (gluon_wgmma.plan)
+                                 (6144, 512, 1024, None, "wgmma"),  # two launches (gluon_wgmma.plan), chained
                                  (200, 1088, 300, wg, None), (384, 256, 77, wg, None), (1000, 1024, 513, wg, None)]:
         wq = _weight(N, K, seed=N + K, per_row_gw=N in (200, 1000))
         data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
@@ -733,7 +733,8 @@ def test_w4a4_pdl_gpu():
     # before the quantizer finished would see the previous call's values.
     # selected paths: gemv2 (M = 1; K > 8192: split 4), mma where Gluon is available (M = 4: its cp.async
     # ring; M = 8 at N >= 16384: plain loads), tc (M = 16, launched plainly), wgmma on sm_90 (N >= 16384
-    # at M = 200; two launches at 6144 x 1024, the first a dependent); explicit gemv2 tiles; forced wgmma
+    # at M = 200; two launches at 6144 x 1024, the first a dependent of the quantizer, the second of the
+    # first, reading the activations without waiting for it); explicit gemv2 tiles; forced wgmma
     # with fewer K steps than ring stages (K = 128) and on tile edges
     wg = tg.GemmConfig(kind="wgmma") if gwg.available(torch.device("cuda")) else None
     for N, K, M, cfg in [(4096, 4096, 1, None), (1024, 14336, 1, None), (2048, 4096, 4, None), (512, 4096, 16, None),

@@ -982,7 +982,8 @@ def fp4_gemm(
             try:
                 gw_t, ga_t, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)
                 return gluon_wgmma.fp4_wgmma_gemm(a, data, sbytes, gw_t, ga_t, bias_t, out, stride_ga, ep,
-                                                  sms=num_sms(dev), pdl=pdl and _WGMMA_PDL and pdl_supported(dev))
+                                                  sms=num_sms(dev), pdl=pdl and _WGMMA_PDL and pdl_supported(dev),
+                                                  chain=pdl_supported(dev))
             except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
                 if config is not None:
                     raise
