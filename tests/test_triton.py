@@ -732,7 +732,7 @@ def test_w4a4_pdl_gpu():
     # allocated buffer (the allocator hands back the last call's memory), so a GEMM that read
     # before the quantizer finished would see the previous call's values.
     # selected paths: gemv2 (M = 1; K > 8192: split 4), mma where Gluon is available (M = 4: its cp.async
-    # ring; M = 8 at N >= 16384: plain loads), tc (M = 16, launched plainly), wgmma on sm_90 (N >= 16384
+    # ring; M = 8 at N >= 16384: plain loads), tc (M = 16, waiting at its start), wgmma on sm_90 (N >= 16384
     # at M = 200; two launches at 6144 x 1024, the first a dependent of the quantizer, the second of the
     # first, reading the activations without waiting for it); explicit gemv2 tiles; forced wgmma
     # with fewer K steps than ring stages (K = 128) and on tile edges
@@ -750,13 +750,49 @@ def test_w4a4_pdl_gpu():
             x = _acts((M, K), seed=100 * i + M).cuda()
             outs = {}
             for pdl in (True, False):  # PDL first: its buffer was last written with the previous x
+                # as TritonBackend launches them: the quantizer a dependent of the kernel before it,
+                # letting the GEMM launch at its start where the GEMM reads its weight ahead
+                mode = "ahead" if cfg is not None else tg.pdl_mode(M, N, K, torch.device("cuda"))
                 q = tq.quantize_triton(x, "mse", write_packed=False, dequant_dtype=torch.bfloat16,
-                                       launch_dependents=pdl)
+                                       launch_dependents=pdl and mode == "ahead", pdl_wait=pdl and mode is not None)
                 outs[pdl] = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, config=cfg, pdl=pdl)
                 del q  # free the operand now, for the next call to be handed it
             ref = nvfp4.reference_linear(x.cpu(), wq, None, per_row=True).float()
             assert torch.equal(outs[True], outs[False]), (N, K, M, i)
             torch.testing.assert_close(outs[True].float().cpu(), ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+
+
+@pytest.mark.gpu
+def test_w4a4_pdl_after_producer_gpu():
+    # TritonBackend launches the quantizer as a programmatic dependent of whatever kernel comes
+    # before it. Here that kernel writes x last: x is the tail of a ~64 MB elementwise output, so a
+    # quantizer that read before waiting would see the values of the previous iteration. Paths:
+    # GEMV (M = 1), mma or tc (M = 4), tc (M = 16), wgmma or decode + GEMM (M = 300).
+    from vllm_fouroversix.backends.base import ActivationQuant, QuantizedWeight
+    from vllm_fouroversix.backends.triton import TritonBackend
+
+    be, plain = TritonBackend(), TritonBackend()
+    plain.use_pdl = False
+    act = ActivationQuant("mse", "token")
+    for N, K, M in [(2048, 4096, 1), (2048, 4096, 4), (1024, 2048, 16), (1024, 1024, 300)]:
+        wq = _weight(N, K, seed=N + M)
+        qw = be.prepare_weight(QuantizedWeight.from_nvfp4(
+            nvfp4.NVFP4Tensor(wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda())))
+        buf = torch.empty(32 << 20, dtype=torch.bfloat16, device="cuda")
+        src = torch.empty_like(buf)
+        x = buf[-M * K:].view(M, K)
+        for i in range(3):
+            xi = _acts((M, K), seed=7 * i + M).cuda()
+            src[-M * K:] = xi.reshape(-1)
+            outs = []
+            for b in (be, plain):
+                buf.zero_()
+                torch.cuda.synchronize()
+                torch.mul(src, 1.0, out=buf)  # the kernel the quantizer follows
+                outs.append(b.linear(x, qw, None, act))
+            ref = nvfp4.reference_linear(xi.cpu(), wq, None, per_row=True).float()
+            assert torch.equal(outs[0], outs[1]), (N, K, M, i)
+            torch.testing.assert_close(outs[0].float().cpu(), ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
 
 
 @pytest.mark.gpu

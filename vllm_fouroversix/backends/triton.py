@@ -18,8 +18,9 @@ from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWe
 class TritonBackend(Backend):
     name = "triton"
     accepts_amax_override = True
-    #: W4A4: the quantizer lets the GEMM launch early (programmatic dependent launch,
-    #: sm_90+; no effect elsewhere). Off = two plain launches.
+    #: W4A4: the quantizer and the GEMM are launched as programmatic dependents (sm_90+; no
+    #: effect elsewhere): each launch overlaps the end of the kernel before it, and the
+    #: quantizer lets a GEMM that reads its weight ahead launch while it runs. Off = plain launches.
     use_pdl = True
 
     @classmethod
@@ -62,7 +63,7 @@ class TritonBackend(Backend):
         act: ActivationQuant,
         input_amax: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        from vllm_fouroversix.kernels.triton_gemm import fp4_gemm
+        from vllm_fouroversix.kernels.triton_gemm import fp4_gemm, pdl_mode
         from vllm_fouroversix.kernels.triton_quantize import quantize_triton
 
         check_linear_inputs(x, w, act, input_amax)
@@ -78,6 +79,10 @@ class TritonBackend(Backend):
         if act.mode == "none":
             out = fp4_gemm(x2, w.data, scales, w.global_scale, bias=bias, gw_float=gw_float)
         else:
+            # PDL (sm_90+): the quantizer and the GEMM are dependents of the kernel before each, where
+            # the GEMM takes PDL; a GEMM that reads its weight before waiting launches at the
+            # quantizer's start, one that waits at its start (the tensor-core tiles) at its end.
+            mode = pdl_mode(x2.shape[0], w.n, K, x2.device) if self.use_pdl else None
             q = quantize_triton(
                 x2,
                 act.rule,
@@ -87,9 +92,9 @@ class TritonBackend(Backend):
                 amax=input_amax,
                 write_packed=False,
                 dequant_dtype=torch.bfloat16,
-                launch_dependents=self.use_pdl,
+                launch_dependents=mode == "ahead",
+                pdl_wait=mode is not None,
             )
-            # PDL: the small-M GEMM's launch and set-up overlap the quantizer (fp4_gemm: M <= 4 only).
             out = fp4_gemm(q.dequant, w.data, scales, w.global_scale, ga=q.global_scale, bias=bias,
-                           out_dtype=x.dtype, pdl=self.use_pdl)
+                           out_dtype=x.dtype, pdl=mode is not None)
         return out.reshape(*lead, w.n)

@@ -280,8 +280,13 @@ def _fp4_gemm_kernel(
     GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, DT: tl.constexpr, USE_ASM: tl.constexpr,
     GW_VEC: tl.constexpr, HAS_GA: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
     SWAP: tl.constexpr = False, PREFETCH: tl.constexpr = False,
-    HW_E4M3: tl.constexpr = False, SCALED_2M8: tl.constexpr = False,
+    HW_E4M3: tl.constexpr = False, SCALED_2M8: tl.constexpr = False, PDL: tl.constexpr = False,
 ):
+    if PDL:
+        # Launched as a programmatic dependent of the kernel before it: its launch overlaps that
+        # kernel's end, and it waits for that kernel before touching memory. (Reading the first
+        # weight tile before the wait was slower: run 25b.)
+        tl.extra.cuda.gdc_wait()
     pid_k = tl.program_id(1)
     num_pid_n = tl.cdiv(N, BN)
     pid_m, pid_n = grouped_pid(tl.program_id(0), tl.cdiv(M, BM), num_pid_n, GROUP_M)
@@ -871,6 +876,36 @@ def _gluon_failed(failed: list[str], e: Exception, kernel: str, instead: str) ->
                   RuntimeWarning, stacklevel=3)
 
 
+def _mma_pdl(M: int, N: int, K: int) -> bool:
+    # PDL after the quantizer only for K <= 8192 and M <= 4 or N >= 16384 (runs 16f, 18b; W4A4,
+    # us, PDL vs plain): 4096x4096 M = 2 9.0 vs 10.3, 28672x4096 M = 4 33.4 vs 35.9, M = 8
+    # 36.1 vs 38.7; but M = 8 at N < 16384 (4096x4096 11.9 vs 11.3) and K = 14336 (M = 2
+    # 26.0 vs 21.9, M = 8 35.1 vs 24.5) are slower: the early, waiting CTAs hold the SMs
+    # the quantizer's programs need.
+    return K <= 8192 and (M <= 4 or N >= 16384)
+
+
+def pdl_mode(M: int, N: int, K: int, device: torch.device) -> str | None:
+    """How ``fp4_gemm(a, ..., ga=..., pdl=True)`` with bf16 ``a`` [M, K] is launched: "ahead" (a
+    programmatic dependent that reads weight tiles before waiting for the kernel before it: the
+    GEMV, the Gluon kernels where they take PDL), "wait" (a dependent that waits at its start:
+    the tensor-core tiles) or None (a plain launch: the Gluon mma kernel outside ``_mma_pdl``,
+    decode + GEMM, devices before sm_90).
+
+    The quantizer before it should let it launch at its start only for "ahead"
+    (``quantize_triton(launch_dependents=True)``): launched early, the waiting CTAs of the
+    tensor-core tiles would only hold SMs (run 12; run 25b: W4A4 at M = 9..64 1-4% faster when
+    they launch at the quantizer's end). And the quantizer should itself wait as a dependent
+    (``pdl_wait``) only where the GEMM is one too: before a plain launch it was 1-3% slower (run
+    25c: M = 8 and K = 14336 at M = 2..8)."""
+    if not pdl_supported(device):
+        return None
+    cfg = select_config(M, N, K, device, cublas_prefill=False)
+    if cfg.kind == "gemv2" or (cfg.kind == "mma" and _mma_pdl(M, N, K)) or (cfg.kind == "wgmma" and _WGMMA_PDL):
+        return "ahead"
+    return "wait" if cfg.kind == "tc" else None
+
+
 def _use_asm(device: torch.device) -> bool:
     return device.type == "cuda" and not INTERPRET
 
@@ -946,14 +981,15 @@ def fp4_gemm(
     ``gw`` fp32 [] or [N]; ``ga`` fp32 [M] (per-row) or [] (per-tensor)
     activation global scale, None for W4A16; ``bias`` [N]; ``gw_float``:
     the scalar ``gw`` as a Python float, when known (lets the prefill path use
-    cuBLAS's alpha without a device sync). ``pdl``: launch the GEMV (M <= 2) or the
-    Gluon kernel (K <= 8192 and M <= 4 or N >= 16384) as a programmatic dependent launch (sm_90+) of
-    the kernel before it in the stream; that kernel lets it start early by calling
-    ``griddepcontrol.launch_dependents`` (``quantize_triton(launch_dependents=True)``
-    does), and the GEMM waits for it before reading ``a``. Ignored on the other
-    paths (the tensor-core tiles measured slower with it, benchmarks/hopper.md
-    run 12; the Gluon kernel at M = 8 below N = 16384 or K = 14336, runs 16f, 18b) and on
-    other devices.
+    cuBLAS's alpha without a device sync). ``pdl``: launch the GEMM as a programmatic
+    dependent (sm_90+) of the kernel before it in the stream, so that its launch overlaps
+    that kernel's end. The GEMV (M <= 2), the Gluon mma kernel (K <= 8192 and M <= 4 or
+    N >= 16384) and the wgmma kernel read weight tiles before they wait for that kernel
+    (``griddepcontrol.wait``) and read ``a``; the tensor-core tiles wait at their start.
+    The kernel before may let the GEMM launch while it still runs
+    (``quantize_triton(launch_dependents=True)``), which pays only where the GEMM reads
+    ahead (:func:`pdl_mode`). Ignored on the decode + GEMM path, by the Gluon mma
+    kernel elsewhere (slower with it: runs 16f, 18b) and on other devices.
     """
     if a.dim() != 2:
         raise ValueError("fp4_gemm takes a 2-D activation [M, K]")
@@ -1000,12 +1036,7 @@ def fp4_gemm(
         from vllm_fouroversix.kernels import gluon_gemm
 
         try:
-            # PDL after the quantizer only for K <= 8192 and M <= 4 or N >= 16384 (runs 16f, 18b; W4A4,
-            # us, PDL vs plain): 4096x4096 M = 2 9.0 vs 10.3, 28672x4096 M = 4 33.4 vs 35.9, M = 8
-            # 36.1 vs 38.7; but M = 8 at N < 16384 (4096x4096 11.9 vs 11.3) and K = 14336 (M = 2
-            # 26.0 vs 21.9, M = 8 35.1 vs 24.5) are slower: the early, waiting CTAs hold the SMs
-            # the quantizer's programs need.
-            use_pdl = pdl and pdl_supported(dev) and K <= 8192 and (M <= 4 or N >= 16384)
+            use_pdl = pdl and pdl_supported(dev) and _mma_pdl(M, N, K)
             return gluon_gemm.fp4_mma_gemm(a, data, sbytes, gw, ga, bias_t, out, stride_ga, ep, cfg.num_warps,
                                            pdl=use_pdl, stages=cfg.num_stages)
         except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
@@ -1061,5 +1092,6 @@ def fp4_gemm(
         USE_ASM=use_asm, IEEE=ieee, **ep,
         SWAP=cfg.kind == "tcT", PREFETCH=cfg.prefetch, HW_E4M3=use_asm and e4m3_cvt_supported(dev),
         SCALED_2M8=use_asm, num_warps=cfg.num_warps, num_stages=cfg.num_stages,  # use_asm: bf16 already
+        **({"PDL": True, "launch_pdl": True} if pdl and pdl_supported(dev) else {}),
     )
     return out
