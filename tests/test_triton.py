@@ -752,9 +752,9 @@ def test_w4a4_pdl_gpu():
             for pdl in (True, False):  # PDL first: its buffer was last written with the previous x
                 # as TritonBackend launches them: the quantizer a dependent of the kernel before it,
                 # letting the GEMM launch at its start where the GEMM reads its weight ahead
-                mode = "ahead" if cfg is not None else tg.pdl_mode(M, N, K, torch.device("cuda"))
+                mode = "early" if cfg is not None else tg.pdl_mode(M, N, K, torch.device("cuda"))
                 q = tq.quantize_triton(x, "mse", write_packed=False, dequant_dtype=torch.bfloat16,
-                                       launch_dependents=pdl and mode == "ahead", pdl_wait=pdl and mode is not None)
+                                       launch_dependents=pdl and mode == "early", pdl_wait=pdl and mode is not None)
                 outs[pdl] = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, config=cfg, pdl=pdl)
                 del q  # free the operand now, for the next call to be handed it
             ref = nvfp4.reference_linear(x.cpu(), wq, None, per_row=True).float()

@@ -80,8 +80,8 @@ class TritonBackend(Backend):
             out = fp4_gemm(x2, w.data, scales, w.global_scale, bias=bias, gw_float=gw_float)
         else:
             # PDL (sm_90+): the quantizer and the GEMM are dependents of the kernel before each, where
-            # the GEMM takes PDL; a GEMM that reads its weight before waiting launches at the
-            # quantizer's start, one that waits at its start (the tensor-core tiles) at its end.
+            # the GEMM takes PDL; the quantizer lets the GEMM launch at its start ("early") where that
+            # was measured faster, else the GEMM launches when the quantizer's programs have exited.
             mode = pdl_mode(x2.shape[0], w.n, K, x2.device) if self.use_pdl else None
             q = quantize_triton(
                 x2,
@@ -92,7 +92,7 @@ class TritonBackend(Backend):
                 amax=input_amax,
                 write_packed=False,
                 dequant_dtype=torch.bfloat16,
-                launch_dependents=mode == "ahead",
+                launch_dependents=mode == "early",
                 pdl_wait=mode is not None,
             )
             out = fp4_gemm(q.dequant, w.data, scales, w.global_scale, ga=q.global_scale, bias=bias,

@@ -32,8 +32,9 @@ For M <= 4 below N = 16384 the weight and scale bytes come through a ``cp.async`
 in shared memory, STAGES - 1 K steps ahead of the MMAs (:func:`mma_plan`): more bytes in
 flight a warp without the registers a prefetch costs (run 18: 4096x4096 M = 2 8.4 ->
 7.8 us, 4096x14336 20.4 -> 18.7 us). For W4A4 it is launched as a programmatic dependent
-of the quantizer (K <= 8192 and M <= 4 or N >= 16384: ``triton_gemm.fp4_gemm``) and
-starts reading its weight (the first tile, or the ring's first stages) before waiting.
+of the quantizer and starts reading its weight (the first tile, or the ring's first stages)
+before waiting; the quantizer lets it launch at its start where K <= 8192 and M <= 4 or
+N >= 16384, elsewhere it launches at the quantizer's end (``triton_gemm.pdl_mode``).
 
 Needs ``triton.experimental.gluon`` with ``mma_v2`` (Triton 3.5+) and sm_80+; nothing
 here runs under ``TRITON_INTERPRET``. :func:`available` says whether it can be used;

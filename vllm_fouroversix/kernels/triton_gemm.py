@@ -876,34 +876,35 @@ def _gluon_failed(failed: list[str], e: Exception, kernel: str, instead: str) ->
                   RuntimeWarning, stacklevel=3)
 
 
-def _mma_pdl(M: int, N: int, K: int) -> bool:
-    # PDL after the quantizer only for K <= 8192 and M <= 4 or N >= 16384 (runs 16f, 18b; W4A4,
-    # us, PDL vs plain): 4096x4096 M = 2 9.0 vs 10.3, 28672x4096 M = 4 33.4 vs 35.9, M = 8
-    # 36.1 vs 38.7; but M = 8 at N < 16384 (4096x4096 11.9 vs 11.3) and K = 14336 (M = 2
-    # 26.0 vs 21.9, M = 8 35.1 vs 24.5) are slower: the early, waiting CTAs hold the SMs
-    # the quantizer's programs need.
+def _mma_early(M: int, N: int, K: int) -> bool:
+    # Where the quantizer lets the Gluon mma kernel launch at its start: K <= 8192 and M <= 4 or
+    # N >= 16384 (runs 16f, 18b; W4A4, us, early vs plain): 4096x4096 M = 2 9.0 vs 10.3, 28672x4096
+    # M = 4 33.4 vs 35.9, M = 8 36.1 vs 38.7; but M = 8 at N < 16384 (4096x4096 11.9 vs 11.3) and
+    # K = 14336 (M = 2 26.0 vs 21.9, M = 8 35.1 vs 24.5) are slower: the early, waiting CTAs hold
+    # the SMs the quantizer's programs need. There it launches at the quantizer's end (run 25e:
+    # 0.5-2% faster than a plain launch).
     return K <= 8192 and (M <= 4 or N >= 16384)
 
 
 def pdl_mode(M: int, N: int, K: int, device: torch.device) -> str | None:
-    """How ``fp4_gemm(a, ..., ga=..., pdl=True)`` with bf16 ``a`` [M, K] is launched: "ahead" (a
-    programmatic dependent that reads weight tiles before waiting for the kernel before it: the
-    GEMV, the Gluon kernels where they take PDL), "wait" (a dependent that waits at its start:
-    the tensor-core tiles) or None (a plain launch: the Gluon mma kernel outside ``_mma_pdl``,
-    decode + GEMM, devices before sm_90).
+    """When ``fp4_gemm(a, ..., ga=..., pdl=True)`` with bf16 ``a`` [M, K], a programmatic dependent
+    launch, should be let launch by the quantizer before it: "early" (at the quantizer's start,
+    ``quantize_triton(launch_dependents=True)``: the GEMV, the wgmma kernel and the Gluon mma
+    kernel where ``_mma_early``, which read weight tiles before they wait for the quantizer),
+    "late" (when the quantizer's programs have exited: the tensor-core tiles, which wait at their
+    start, and the mma kernel elsewhere), or None (``pdl`` has no effect: decode + GEMM, devices
+    before sm_90).
 
-    The quantizer before it should let it launch at its start only for "ahead"
-    (``quantize_triton(launch_dependents=True)``): launched early, the waiting CTAs of the
-    tensor-core tiles would only hold SMs (run 12; run 25b: W4A4 at M = 9..64 1-4% faster when
-    they launch at the quantizer's end). And the quantizer should itself wait as a dependent
-    (``pdl_wait``) only where the GEMM is one too: before a plain launch it was 1-3% slower (run
-    25c: M = 8 and K = 14336 at M = 2..8)."""
+    Launched early, the waiting CTAs of a GEMM that does not read ahead only hold SMs (run 12;
+    run 25b: W4A4 at M = 9..64 1-4% faster launched late). The quantizer should itself be a
+    dependent (``pdl_wait``) only where the GEMM is one: before a plain launch it was 1-3% slower
+    (run 25c)."""
     if not pdl_supported(device):
         return None
     cfg = select_config(M, N, K, device, cublas_prefill=False)
-    if cfg.kind == "gemv2" or (cfg.kind == "mma" and _mma_pdl(M, N, K)) or (cfg.kind == "wgmma" and _WGMMA_PDL):
-        return "ahead"
-    return "wait" if cfg.kind == "tc" else None
+    if cfg.kind == "gemv2" or (cfg.kind == "wgmma" and _WGMMA_PDL) or (cfg.kind == "mma" and _mma_early(M, N, K)):
+        return "early"
+    return "late" if cfg.kind in ("tc", "mma") else None
 
 
 def _use_asm(device: torch.device) -> bool:
@@ -983,13 +984,11 @@ def fp4_gemm(
     the scalar ``gw`` as a Python float, when known (lets the prefill path use
     cuBLAS's alpha without a device sync). ``pdl``: launch the GEMM as a programmatic
     dependent (sm_90+) of the kernel before it in the stream, so that its launch overlaps
-    that kernel's end. The GEMV (M <= 2), the Gluon mma kernel (K <= 8192 and M <= 4 or
-    N >= 16384) and the wgmma kernel read weight tiles before they wait for that kernel
-    (``griddepcontrol.wait``) and read ``a``; the tensor-core tiles wait at their start.
-    The kernel before may let the GEMM launch while it still runs
-    (``quantize_triton(launch_dependents=True)``), which pays only where the GEMM reads
-    ahead (:func:`pdl_mode`). Ignored on the decode + GEMM path, by the Gluon mma
-    kernel elsewhere (slower with it: runs 16f, 18b) and on other devices.
+    that kernel's end. The GEMV (M <= 2) and the Gluon kernels read weight tiles before they
+    wait for that kernel (``griddepcontrol.wait``) and read ``a``; the tensor-core tiles wait
+    at their start. The kernel before may let the GEMM launch while it still runs
+    (``quantize_triton(launch_dependents=True)``), which pays only on some paths
+    (:func:`pdl_mode`). Ignored on the decode + GEMM path and on other devices.
     """
     if a.dim() != 2:
         raise ValueError("fp4_gemm takes a 2-D activation [M, K]")
@@ -1036,9 +1035,8 @@ def fp4_gemm(
         from vllm_fouroversix.kernels import gluon_gemm
 
         try:
-            use_pdl = pdl and pdl_supported(dev) and _mma_pdl(M, N, K)
             return gluon_gemm.fp4_mma_gemm(a, data, sbytes, gw, ga, bias_t, out, stride_ga, ep, cfg.num_warps,
-                                           pdl=use_pdl, stages=cfg.num_stages)
+                                           pdl=pdl and pdl_supported(dev), stages=cfg.num_stages)
         except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
             if config is not None:
                 raise
