@@ -47,6 +47,7 @@ import triton.language as tl
 
 from vllm_fouroversix.kernels.device import INTERPRET, e4m3_cvt_supported, num_sms, pdl_supported
 from vllm_fouroversix.kernels.triton_prefill import epilogue_args, grouped_pid, prefill_gemm, scaled_output
+from vllm_fouroversix.nvfp4 import ceil_div  # host side: triton.cdiv is a constexpr_function, ~5 us a call from Python
 
 __all__ = ["GemmConfig", "select_config", "fp4_gemm", "dequantize_weight", "INTERPRET"]
 
@@ -788,7 +789,7 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
             cfg = GemmConfig(kind="gemv2", BM=triton.next_power_of_2(M), BN=16, BK=1024, num_warps=4, num_stages=1)
     elif M <= 16:
         cfg = GemmConfig(kind="tc", BM=16, BN=64, BK=256, num_warps=4, num_stages=3)
-        tiles = triton.cdiv(N, cfg.BN)
+        tiles = ceil_div(N, cfg.BN)
         if N >= 16384 and 1.5 * sms <= tiles < 3.5 * sms:
             # Wide weights whose tiles fill 1.5-3.5 waves' worth of SMs, where _split_for stops at 1:
             # two K splits were faster (run 24f, W4A16, us, split 1 -> 2): 28672x4096 M = 16
@@ -821,8 +822,8 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
 def _with_split(cfg: GemmConfig, M: int, N: int, K: int, sms: int) -> GemmConfig:
     if cfg.kind in ("dq", "mma", "wgmma") or cfg.split_k != 1:
         return cfg
-    tiles = triton.cdiv(N, cfg.BN) * triton.cdiv(M, cfg.BM)
-    return replace(cfg, split_k=_split_for(tiles, triton.cdiv(K, cfg.BK), sms))
+    tiles = ceil_div(N, cfg.BN) * ceil_div(M, cfg.BM)
+    return replace(cfg, split_k=_split_for(tiles, ceil_div(K, cfg.BK), sms))
 
 
 _LOCKS: dict[tuple, torch.Tensor] = {}
@@ -934,7 +935,7 @@ def dequantize_weight(data: torch.Tensor, scales: torch.Tensor, dtype: torch.dty
     out = torch.empty((N, K), dtype=dtype, device=data.device)
     BN, BK = 32, 256
     dt = tl.bfloat16 if dtype == torch.bfloat16 else (tl.float16 if dtype == torch.float16 else tl.float32)
-    _dequant_kernel[(triton.cdiv(N, BN), triton.cdiv(K, BK))](
+    _dequant_kernel[(ceil_div(N, BN), ceil_div(K, BK))](
         data, scales.view(torch.uint8), out, N, K, BN=BN, BK=BK, DT=dt,
         USE_ASM=_use_asm(data.device) and dtype == torch.bfloat16, num_warps=4,
     )
@@ -1059,7 +1060,7 @@ def fp4_gemm(
         except RuntimeError:
             a32 = a.contiguous().view(torch.int32)
         bkb = cfg.BK // 2
-        grid = (triton.cdiv(N, cfg.BN), split, triton.cdiv(M, cfg.BM))
+        grid = (ceil_div(N, cfg.BN), split, ceil_div(M, cfg.BM))
         if split > 1 and grid[0] * grid[2] > _LOCK_SIZE:
             raise ValueError("too many split-K tiles")
         per_thread = max(1, min(16, cfg.BN * bkb // (32 * cfg.num_warps)))
@@ -1072,7 +1073,7 @@ def fp4_gemm(
         )
         return out
     if cfg.kind in ("gemv", "gemv2"):
-        grid = (triton.cdiv(N, cfg.BN), split, triton.cdiv(M, cfg.BM))
+        grid = (ceil_div(N, cfg.BN), split, ceil_div(M, cfg.BM))
         if split > 1 and grid[0] * grid[2] > _LOCK_SIZE:
             raise ValueError("too many split-K tiles")
         _fp4_gemv_kernel[grid](
@@ -1081,7 +1082,7 @@ def fp4_gemm(
             PREFETCH=cfg.prefetch, **ep, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         )
         return out
-    tiles = triton.cdiv(M, cfg.BM) * triton.cdiv(N, cfg.BN)
+    tiles = ceil_div(M, cfg.BM) * ceil_div(N, cfg.BN)
     if split > 1 and tiles > _LOCK_SIZE:
         raise ValueError("too many split-K tiles")
     _fp4_gemm_kernel[(tiles, split)](
