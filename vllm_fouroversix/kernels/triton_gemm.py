@@ -921,12 +921,10 @@ _PDL_EXTRA_LAUNCH: dict = {}
 _PDL_ONE_ROW_MAXNREG = 128
 
 
-def _pdl_launch(pdl: bool, device: torch.device, cap_regs: bool = False) -> dict:
-    """Launch arguments of a programmatic dependent launch (sm_90+, not under the interpreter)."""
-    if pdl and pdl_supported(device):
-        cap = {"maxnreg": _PDL_ONE_ROW_MAXNREG} if cap_regs and _PDL_ONE_ROW_MAXNREG else {}
-        return {"PDL": True, "launch_pdl": True, **cap, **_PDL_EXTRA_LAUNCH}
-    return {}
+def _pdl_launch(pdl: bool, device: torch.device, **extra) -> dict:
+    """Launch arguments of a programmatic dependent launch (sm_90+, not under the interpreter),
+    with ``extra`` launch options that apply only then."""
+    return {"PDL": True, "launch_pdl": True, **extra} if pdl and pdl_supported(device) else {}
 
 
 def dequantize_weight(data: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
@@ -1064,12 +1062,14 @@ def fp4_gemm(
         if split > 1 and grid[0] * grid[2] > _LOCK_SIZE:
             raise ValueError("too many split-K tiles")
         per_thread = max(1, min(16, cfg.BN * bkb // (32 * cfg.num_warps)))
+        one_row = cfg.BM == 1 and cfg.BN * bkb >= 8 * 1024
+        cap = {"maxnreg": _PDL_ONE_ROW_MAXNREG} if one_row and _PDL_ONE_ROW_MAXNREG else {}  # under PDL only
         _fp4_gemv2_kernel[grid](
             a32, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a32.stride(0), out.stride(0), stride_ga,
             M * N, K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BKB=bkb, SPLIT_K=split, BPT=max(1, per_thread // 8),
             EVEN_K=K % cfg.BK == 0, USE_ASM=_use_asm(dev), A_F16=a.dtype == torch.float16, FMA_CHAIN=True,
             HW_E4M3=e4m3_cvt_supported(dev), **ep, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-            **_pdl_launch(pdl, dev, cap_regs=cfg.BM == 1 and cfg.BN * bkb >= 8 * 1024),
+            **_pdl_launch(pdl, dev, **{**cap, **_PDL_EXTRA_LAUNCH}),
         )
         return out
     if cfg.kind in ("gemv", "gemv2"):
@@ -1091,6 +1091,6 @@ def fp4_gemm(
         USE_ASM=use_asm, IEEE=ieee, **ep,
         SWAP=cfg.kind == "tcT", PREFETCH=cfg.prefetch, HW_E4M3=use_asm and e4m3_cvt_supported(dev),
         SCALED_2M8=use_asm, num_warps=cfg.num_warps, num_stages=cfg.num_stages,  # use_asm: bf16 already
-        **({"PDL": True, "launch_pdl": True} if pdl and pdl_supported(dev) else {}),
+        **_pdl_launch(pdl, dev),
     )
     return out
