@@ -1,4 +1,4 @@
-"""Prototype, prepared in session 26, compiled off-device for sm_90 only, never run: a warp-specialized M = 1 GEMV for Hopper in Gluon. A loader warp streams
+"""Prototype (run 26/27): a warp-specialized M = 1 GEMV for Hopper in Gluon. A loader warp streams
 [ROWS, COLS-byte] weight tiles and their [ROWS, COLS / 8] scale tiles by TMA into a ring of STAGES
 shared-memory slots; the consumer warps decode each tile (E2M1 -> fp32 by triton_gemm's PTX), multiply
 by the activation words (L2) and keep per-(row, chunk) fp32 sums. Motivation (run 26b/26c): the Triton
@@ -104,7 +104,7 @@ def descs(data: torch.Tensor, sbytes: torch.Tensor, rows: int, cols: int):
 
 
 def gemv_ws(x: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor, rows: int = 16,
-            cols: int = 256, stages: int = 4, warps: int = 4, d=None) -> torch.Tensor:
+            cols: int = 256, stages: int = 4, warps: int = 4, d=None, maxnreg=None) -> torch.Tensor:
     """x [1, K] bf16 (contiguous) x NVFP4 weight -> [1, N] bf16. K / 2 a multiple of cols."""
     N, KB = data.shape
     K = KB * 2
@@ -112,5 +112,6 @@ def gemv_ws(x: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch
     out = torch.empty((1, N), dtype=torch.bfloat16, device=x.device)
     w_desc, s_desc = d if d is not None else descs(data, sbytes, rows, cols)
     gemv_ws_kernel[(triton.cdiv(N, rows),)](w_desc, s_desc, x, gw, out, N, K, ROWS=rows, COLS=cols,
-                                           STAGES=stages, num_warps=warps)
+                                           STAGES=stages, num_warps=warps,
+                                           **({} if maxnreg is None else {"maxnreg": maxnreg}))
     return out
