@@ -44,9 +44,9 @@ here runs under ``TRITON_INTERPRET``. :func:`available` says whether it can be u
 from __future__ import annotations
 
 import torch
-import triton
 
 from vllm_fouroversix.kernels.device import INTERPRET
+from vllm_fouroversix.nvfp4 import ceil_div
 
 try:  # Gluon is experimental: any Triton without it (or with another API) falls back
     from triton.experimental import gluon
@@ -317,7 +317,7 @@ def fp4_mma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: 
         # cp.async copies 16 weight bytes and 4 scale bytes at a time; Triton only proves
         # alignment from 16-divisible pointers and strides, so anything less would not compile.
         stages = 1
-    _fp4_mma_gemm_kernel[(triton.cdiv(N, 16),)](
+    _fp4_mma_gemm_kernel[(ceil_div(N, 16),)](
         a, data, sbytes, gw, ga, bias, out, M, N, K, a.stride(0), out.stride(0), data.stride(0), sbytes.stride(0),
         stride_ga, W=warps, **flags, STAGES=stages, num_warps=warps, **({"PDL": True, "launch_pdl": True} if pdl else {}))
     return out

@@ -44,9 +44,9 @@ imports; nothing here runs under ``TRITON_INTERPRET``.
 from __future__ import annotations
 
 import torch
-import triton
 
 from vllm_fouroversix.kernels.device import INTERPRET
+from vllm_fouroversix.nvfp4 import ceil_div
 
 try:  # Gluon is experimental: a Triton without it (or with another API) falls back
     from triton.experimental import gluon
@@ -85,13 +85,13 @@ def usable(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor) -> bool:
 
 def tiles(M: int, N: int) -> int:
     """CTAs (128 x 256 tiles of out^T) of an M x N product."""
-    return triton.cdiv(N, BN) * triton.cdiv(M, BM)
+    return ceil_div(N, BN) * ceil_div(M, BM)
 
 
 def tiles_fill(M: int, N: int, sms: int) -> float:
     """How full the waves of tiles keep the SMs on average (1.0: whole waves)."""
     t = tiles(M, N)
-    return t / (triton.cdiv(t, sms) * sms)
+    return t / (ceil_div(t, sms) * sms)
 
 
 def _pair_decode_asm() -> str:
@@ -315,9 +315,9 @@ def plan(M: int, N: int, sms: int) -> list[tuple[int, int, int]]:
     t = tiles(M, N)
     if not _SPLIT or t <= sms or tiles_fill(M, N, sms) >= 0.85:
         return [(0, N, BM)]
-    m_tiles = triton.cdiv(M, BM)
+    m_tiles = ceil_div(M, BM)
     n1 = (t // sms) * sms // m_tiles * BN  # weight rows of the whole waves
-    rest = triton.cdiv(N - n1, BN) * triton.cdiv(M, BM // 2)
+    rest = ceil_div(N - n1, BN) * ceil_div(M, BM // 2)
     if n1 <= 0 or n1 >= N or rest > sms:
         return [(0, N, BM)]
     return [(0, n1, BM), (n1, N, BM // 2)]
@@ -346,7 +346,7 @@ def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw
         w_desc = TensorDescriptor.from_tensor(data[n0:n1], [64, BK // 2], w_desc_layout)
         gw_p = gw[n0:n1] if flags["GW_VEC"] else gw
         bias_p = bias[n0:n1] if flags["HAS_BIAS"] else bias
-        _fp4_wgmma_gemm_kernel[(triton.cdiv(n1 - n0, BN), triton.cdiv(M, tbm))](
+        _fp4_wgmma_gemm_kernel[(ceil_div(n1 - n0, BN), ceil_div(M, tbm))](
             x_desc, w_desc, sbytes[n0:n1], gw_p, ga, bias_p, out[:, n0:n1], M, n1 - n0, K, sbytes.stride(0),
             out.stride(0), stride_ga, TBM=tbm, STAGES=_STAGES, **flags,
             num_warps=4, **({"PDL": True, "launch_pdl": True} if pdl and j == 0 else {}),

@@ -24,6 +24,7 @@ import triton
 import triton.language as tl
 
 from vllm_fouroversix.kernels.device import INTERPRET, num_sms, tma_supported
+from vllm_fouroversix.nvfp4 import ceil_div
 
 __all__ = ["PrefillTile", "prefill_gemm", "prefill_tile"]
 
@@ -55,8 +56,8 @@ def prefill_tile(M: int, N: int, sms: int) -> PrefillTile:
     ~0.88 of the wide tile's throughput it measured (run 13)."""
 
     def busy(t: PrefillTile) -> float:
-        tiles = triton.cdiv(M, t.BM) * triton.cdiv(N, t.BN)
-        return tiles / (triton.cdiv(tiles, sms) * sms)
+        tiles = ceil_div(M, t.BM) * ceil_div(N, t.BN)
+        return tiles / (ceil_div(tiles, sms) * sms)
 
     return WIDE_TILE if busy(WIDE_TILE) >= 0.88 * busy(SQUARE_TILE) else SQUARE_TILE
 
@@ -193,7 +194,7 @@ def prefill_gemm(
 
         sms = num_sms(a.device)
         t = tile or prefill_tile(M, N, sms)
-        progs = min(triton.cdiv(M, t.BM) * triton.cdiv(N, t.BN), sms)
+        progs = min(ceil_div(M, t.BM) * ceil_div(N, t.BN), sms)
         a_desc = TensorDescriptor(a, list(a.shape), list(a.stride()), [t.BM, t.BK])
         w_desc = TensorDescriptor(w, list(w.shape), list(w.stride()), [t.BN, t.BK])
         o_desc = TensorDescriptor(out, list(out.shape), list(out.stride()), [t.BM, t.BN])
@@ -208,7 +209,7 @@ def prefill_gemm(
     ieee = INTERPRET or a.dtype == torch.float32
     # The tile the old W4A4 prefill path ran on sm_90 (0.69-0.76x cuBLAS there).
     BM, BN, BK = (32, 32, 32) if INTERPRET else ((64, 64, 32) if ieee else (128, 128, 64))
-    _prefill_kernel[(triton.cdiv(M, BM) * triton.cdiv(N, BN),)](
+    _prefill_kernel[(ceil_div(M, BM) * ceil_div(N, BN),)](
         a, w, ga_t, gw, bias_t, out, M, N, K, a.stride(0), w.stride(0), out.stride(0), stride_ga,
         BM=BM, BN=BN, BK=BK, GROUP_M=8, IEEE=ieee, **flags,
         num_warps=4 if ieee else 8, num_stages=2 if ieee else 4,

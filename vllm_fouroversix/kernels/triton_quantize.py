@@ -38,7 +38,7 @@ import triton
 import triton.language as tl
 
 from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_supported
-from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, rule_constants
+from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, ceil_div, rule_constants
 
 __all__ = ["RULE_IDS", "quantize_triton", "QuantizedActivation"]
 
@@ -477,7 +477,7 @@ def _amax(x: torch.Tensor) -> torch.Tensor:
     n = x.numel()
     if n:
         block, iters = 4096, 8
-        _amax_kernel[(triton.cdiv(n, block * iters),)](x, out, n, BLOCK=block, ITERS=iters, num_warps=8)
+        _amax_kernel[(ceil_div(n, block * iters),)](x, out, n, BLOCK=block, ITERS=iters, num_warps=8)
     return out.view(torch.float32)
 
 
@@ -562,13 +562,13 @@ def quantize_triton(
     row_progs = max(1, min(nb // _SPLIT_MIN_BLOCKS, sms // R)) if few_long else 1
     split = row_progs > 1
     if split:
-        cb = triton.next_power_of_2(triton.cdiv(nb, row_progs))
-        chunks = triton.cdiv(nb, cb)  # >= 2
+        cb = triton.next_power_of_2(ceil_div(nb, row_progs))
+        chunks = ceil_div(nb, cb)  # >= 2
     elif nb <= _MAX_SINGLE_PASS_BLOCKS and (nb <= _SHORT_ROW_BLOCKS or not many_rows):
         cb, chunks = triton.next_power_of_2(nb), 1
     else:
         cb = _MANY_ROWS_CHUNK_BLOCKS if many_rows else _CHUNK_BLOCKS
-        chunks = triton.cdiv(nb, cb)
+        chunks = ceil_div(nb, cb)
     dummy = data if data is not None else deq
     # One 16-element block a thread (its max and error sums stay in registers),
     # up to 16 warps; longer rows give a thread several blocks.
@@ -583,7 +583,7 @@ def quantize_triton(
         NUM_CHUNKS=chunks, CB=cb,
         WRITE_PACKED=write_packed, WRITE_DEQ=deq is not None, HW_CVT=_hw_cvt(dev),
         LAUNCH_DEPENDENTS=launch_dependents and pdl_supported(dev),
-        SPLIT=split, AMAX_TILE=amax_tile, AMAX_ITERS=triton.cdiv(K, amax_tile) if split else 1,
+        SPLIT=split, AMAX_TILE=amax_tile, AMAX_ITERS=ceil_div(K, amax_tile) if split else 1,
         AMAX_IS_MAX=amax is None, num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
         **({"PDL_WAIT": True, "launch_pdl": True} if pdl_wait and pdl_supported(dev) else {}),
     )
