@@ -9,7 +9,7 @@ import os
 
 import torch
 
-__all__ = ["INTERPRET", "e4m3_cvt_supported", "num_sms", "pdl_supported", "tma_supported"]
+__all__ = ["INTERPRET", "e4m3_cvt_supported", "num_sms", "pdl_launch", "pdl_supported", "tma_supported"]
 
 #: ``TRITON_INTERPRET=1``: kernels run on CPU tensors through Triton's interpreter (CI).
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -36,6 +36,13 @@ def e4m3_cvt_supported(device: torch.device) -> bool:
 def pdl_supported(device: torch.device) -> bool:
     """Programmatic dependent launch (``griddepcontrol``): CUDA sm_90+, not under the interpreter."""
     return device.type == "cuda" and not INTERPRET and torch.cuda.get_device_capability(device)[0] >= 9
+
+
+def pdl_launch(on: bool, flag: str = "PDL", **extra) -> dict:
+    """Launch arguments of a programmatic dependent launch where ``on`` (the caller has checked
+    :func:`pdl_supported`): ``launch_pdl`` with the kernel's constexpr ``flag`` that makes it wait
+    for the kernel before it (``griddepcontrol.wait``), and ``extra`` options that apply only then."""
+    return {flag: True, "launch_pdl": True, **extra} if on else {}
 
 
 def tma_supported(device: torch.device) -> bool:

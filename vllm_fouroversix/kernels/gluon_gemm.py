@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import torch
 
-from vllm_fouroversix.kernels.device import INTERPRET
+from vllm_fouroversix.kernels.device import INTERPRET, pdl_launch
 from vllm_fouroversix.nvfp4 import ceil_div
 
 try:  # Gluon is experimental: any Triton without it (or with another API) falls back
@@ -319,5 +319,5 @@ def fp4_mma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: 
         stages = 1
     _fp4_mma_gemm_kernel[(ceil_div(N, 16),)](
         a, data, sbytes, gw, ga, bias, out, M, N, K, a.stride(0), out.stride(0), data.stride(0), sbytes.stride(0),
-        stride_ga, W=warps, **flags, STAGES=stages, num_warps=warps, **({"PDL": True, "launch_pdl": True} if pdl else {}))
+        stride_ga, W=warps, **flags, STAGES=stages, num_warps=warps, **pdl_launch(pdl))
     return out

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import torch
 
-from vllm_fouroversix.kernels.device import INTERPRET
+from vllm_fouroversix.kernels.device import INTERPRET, pdl_launch
 from vllm_fouroversix.nvfp4 import ceil_div
 
 try:  # Gluon is experimental: a Triton without it (or with another API) falls back
@@ -349,7 +349,7 @@ def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw
         _fp4_wgmma_gemm_kernel[(ceil_div(n1 - n0, BN), ceil_div(M, tbm))](
             x_desc, w_desc, sbytes[n0:n1], gw_p, ga, bias_p, out[:, n0:n1], M, n1 - n0, K, sbytes.stride(0),
             out.stride(0), stride_ga, TBM=tbm, STAGES=_STAGES, **flags,
-            num_warps=4, **({"PDL": True, "launch_pdl": True} if pdl and j == 0 else {}),
+            num_warps=4, **pdl_launch(pdl and j == 0),
             **({"TRIGGER": True} if chain and j + 1 < len(launches) else {}),
-            **({"CHAINED": True, "launch_pdl": True} if chain and j > 0 else {}))
+            **pdl_launch(chain and j > 0, "CHAINED"))
     return out

@@ -45,7 +45,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_fouroversix.kernels.device import INTERPRET, e4m3_cvt_supported, num_sms, pdl_supported
+from vllm_fouroversix.kernels.device import INTERPRET, e4m3_cvt_supported, num_sms, pdl_launch, pdl_supported
 from vllm_fouroversix.kernels.triton_prefill import epilogue_args, grouped_pid, prefill_gemm, scaled_output
 from vllm_fouroversix.nvfp4 import ceil_div  # host side: triton.cdiv is a constexpr_function, ~5 us a call from Python
 
@@ -921,12 +921,6 @@ _PDL_EXTRA_LAUNCH: dict = {}
 _PDL_ONE_ROW_MAXNREG = 128
 
 
-def _pdl_launch(pdl: bool, device: torch.device, **extra) -> dict:
-    """Launch arguments of a programmatic dependent launch (sm_90+, not under the interpreter),
-    with ``extra`` launch options that apply only then."""
-    return {"PDL": True, "launch_pdl": True, **extra} if pdl and pdl_supported(device) else {}
-
-
 def dequantize_weight(data: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """Packed [N, K/2] + scales [N, K/16] -> q * s [N, K] in ``dtype`` (no global scale)."""
     N, K = data.shape[0], data.shape[1] * 2
@@ -1009,6 +1003,7 @@ def fp4_gemm(
     if cfg.kind != "dq":
         cfg = _with_split(cfg, M, N, K, num_sms(dev))
     sbytes = scales.view(torch.uint8) if scales.dtype == torch.float8_e4m3fn else scales
+    pdl = pdl and pdl_supported(dev)
     if cfg.kind == "wgmma":
         from vllm_fouroversix.kernels import gluon_wgmma
 
@@ -1016,7 +1011,7 @@ def fp4_gemm(
             try:
                 gw_t, ga_t, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)
                 return gluon_wgmma.fp4_wgmma_gemm(a, data, sbytes, gw_t, ga_t, bias_t, out, stride_ga, ep,
-                                                  sms=num_sms(dev), pdl=pdl and _WGMMA_PDL and pdl_supported(dev),
+                                                  sms=num_sms(dev), pdl=pdl and _WGMMA_PDL,
                                                   chain=pdl_supported(dev))
             except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
                 if config is not None:
@@ -1035,7 +1030,7 @@ def fp4_gemm(
 
         try:
             return gluon_gemm.fp4_mma_gemm(a, data, sbytes, gw, ga, bias_t, out, stride_ga, ep, cfg.num_warps,
-                                           pdl=pdl and pdl_supported(dev), stages=cfg.num_stages)
+                                           pdl=pdl, stages=cfg.num_stages)
         except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
             if config is not None:
                 raise
@@ -1069,7 +1064,7 @@ def fp4_gemm(
             M * N, K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BKB=bkb, SPLIT_K=split, BPT=max(1, per_thread // 8),
             EVEN_K=K % cfg.BK == 0, USE_ASM=_use_asm(dev), A_F16=a.dtype == torch.float16, FMA_CHAIN=True,
             HW_E4M3=e4m3_cvt_supported(dev), **ep, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-            **_pdl_launch(pdl, dev, **{**cap, **_PDL_EXTRA_LAUNCH}),
+            **pdl_launch(pdl, **{**cap, **_PDL_EXTRA_LAUNCH}),
         )
         return out
     if cfg.kind in ("gemv", "gemv2"):
@@ -1091,6 +1086,6 @@ def fp4_gemm(
         USE_ASM=use_asm, IEEE=ieee, **ep,
         SWAP=cfg.kind == "tcT", PREFETCH=cfg.prefetch, HW_E4M3=use_asm and e4m3_cvt_supported(dev),
         SCALED_2M8=use_asm, num_warps=cfg.num_warps, num_stages=cfg.num_stages,  # use_asm: bf16 already
-        **_pdl_launch(pdl, dev),
+        **pdl_launch(pdl),
     )
     return out

@@ -37,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_supported
+from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_launch, pdl_supported
 from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, ceil_div, rule_constants
 
 __all__ = ["RULE_IDS", "quantize_triton", "QuantizedActivation"]
@@ -585,6 +585,6 @@ def quantize_triton(
         LAUNCH_DEPENDENTS=launch_dependents and pdl_supported(dev),
         SPLIT=split, AMAX_TILE=amax_tile, AMAX_ITERS=ceil_div(K, amax_tile) if split else 1,
         AMAX_IS_MAX=amax is None, num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
-        **({"PDL_WAIT": True, "launch_pdl": True} if pdl_wait and pdl_supported(dev) else {}),
+        **pdl_launch(pdl_wait and pdl_supported(dev), "PDL_WAIT"),
     )
     return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
