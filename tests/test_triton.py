@@ -479,6 +479,25 @@ def test_select_config_by_m():
         assert tg.select_config(257, 28672, 4096, cpu, cublas_prefill=cublas).kind == "dq"
 
 
+def test_host_helpers_match_triton():
+    # The launch paths' host-side integer helpers (Triton's own cost microseconds a call from
+    # Python) give Triton's values.
+    for n in range(1, 5000):
+        assert nvfp4.next_pow2(n) == triton.next_power_of_2(n), n
+        assert nvfp4.ceil_div(n, 16) == triton.cdiv(n, 16), n
+
+
+def test_select_config_cached_per_device_part(monkeypatch):
+    # select_config caches its choice, keyed by what the device allows: a Gluon kernel that
+    # becomes unusable (as after a failure) changes the choice at once.
+    dev = torch.device("cpu")
+    monkeypatch.setattr(tg, "_mma_usable", lambda device: True)
+    assert tg.select_config(4, 4096, 4096, dev).kind == "mma"
+    assert tg.select_config(4, 4096, 4096, dev) is tg.select_config(4, 4096, 4096, dev)
+    monkeypatch.setattr(tg, "_mma_usable", lambda device: False)
+    assert tg.select_config(4, 4096, 4096, dev).kind == "tc"
+
+
 def test_mma_warps_and_selection():
     # K splits a CTA of the Gluon small-M kernel: 8 warps below N = 16384, 4 above, fewer
     # when K does not divide (each warp takes 128-value K tiles), none when K is not a

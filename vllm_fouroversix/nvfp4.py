@@ -538,3 +538,9 @@ def fraction_mapped_to_4(t: NVFP4Tensor) -> float:
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
+
+def next_pow2(n: int) -> int:
+    """The smallest power of two >= n (1 for n <= 1); as ``triton.next_power_of_2``, which
+    costs microseconds a call from Python, on the kernels' launch paths."""
+    return 1 << max(0, n - 1).bit_length()
+

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import torch
 
-from vllm_fouroversix.kernels.device import INTERPRET, pdl_launch
+from vllm_fouroversix.kernels.device import INTERPRET, capability, pdl_launch
 from vllm_fouroversix.nvfp4 import ceil_div
 
 try:  # Gluon is experimental: any Triton without it (or with another API) falls back
@@ -67,8 +67,7 @@ _K_TILE = 128  # weights a warp takes per step (64 bytes a row)
 
 def available(device: torch.device) -> bool:
     """Gluon with mma_v2 is importable, not interpreting, and the device is CUDA sm_80+."""
-    return (_GLUON and not INTERPRET and device.type == "cuda"
-            and torch.cuda.get_device_capability(device)[0] >= 8)
+    return _GLUON and not INTERPRET and capability(device)[0] >= 8
 
 
 def mma_warps(N: int, K: int) -> int | None:

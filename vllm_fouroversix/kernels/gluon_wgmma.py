@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import torch
 
-from vllm_fouroversix.kernels.device import INTERPRET, pdl_launch
+from vllm_fouroversix.kernels.device import INTERPRET, capability, pdl_launch
 from vllm_fouroversix.nvfp4 import ceil_div
 
 try:  # Gluon is experimental: a Triton without it (or with another API) falls back
@@ -64,14 +64,14 @@ __all__ = ["available", "usable", "tiles", "tiles_fill", "plan", "fp4_wgmma_gemm
 #: Output tile: BN weight rows (two warp groups of 64) x BM activation rows; BK values a K step.
 BM, BN, BK = 256, 128, 64
 _STAGES = 4
-_SPLIT = True  # plan(): a second launch of 128-row tiles for a partly empty last wave (off: experiments)
+_SPLIT = True  # plan(): a second launch of 128-row tiles for a partly empty last wave (off: experiments;
+# triton_gemm.select_config caches its choices: clear triton_gemm._select after changing it)
 
 
 def available(device: torch.device) -> bool:
     """Gluon with Hopper TMA/wgmma/warp specialization is importable, not interpreting, and
     the device is sm_90 (wgmma exists on Hopper only)."""
-    return (_GLUON and not INTERPRET and device.type == "cuda"
-            and torch.cuda.get_device_capability(device)[0] == 9)
+    return _GLUON and not INTERPRET and capability(device)[0] == 9
 
 
 def usable(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor) -> bool:

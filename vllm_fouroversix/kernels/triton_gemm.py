@@ -38,6 +38,7 @@ plain arithmetic. No vLLM imports.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, replace
 
@@ -47,7 +48,7 @@ import triton.language as tl
 
 from vllm_fouroversix.kernels.device import INTERPRET, e4m3_cvt_supported, num_sms, pdl_launch, pdl_supported
 from vllm_fouroversix.kernels.triton_prefill import epilogue_args, grouped_pid, prefill_gemm, scaled_output
-from vllm_fouroversix.nvfp4 import ceil_div  # host side: triton.cdiv is a constexpr_function, ~5 us a call from Python
+from vllm_fouroversix.nvfp4 import ceil_div, next_pow2  # host side: triton.cdiv and triton.next_power_of_2 cost microseconds a call from Python
 
 __all__ = ["GemmConfig", "select_config", "fp4_gemm", "dequantize_weight", "INTERPRET"]
 
@@ -743,7 +744,16 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     host-side weight scale), not the Triton GEMM of W4A4.
     """
     sms = num_sms(device) if device is not None else 132
-    if allow_mma and 2 <= M <= 8 and device is not None and _mma_usable(device):
+    mma = allow_mma and 2 <= M <= 8 and device is not None and _mma_usable(device)
+    wgmma = allow_mma and 128 < M <= 1024 and K % 64 == 0 and device is not None and _wgmma_usable(device)
+    return _select(M, N, K, sms, cublas_prefill, mma, wgmma)
+
+
+@functools.lru_cache(maxsize=4096)
+def _select(M: int, N: int, K: int, sms: int, cublas_prefill: bool, mma: bool, wgmma: bool) -> GemmConfig:
+    """select_config's choice once the device's part is known (``mma``/``wgmma``: a Gluon kernel
+    may be used at this M). Cached: it runs on every call's launch path (GemmConfig is frozen)."""
+    if mma:
         from vllm_fouroversix.kernels import gluon_gemm
 
         # Run 16 (H100, rotating weights): M = 2..8 on the four Llama-3-8B shapes 5-27% faster
@@ -752,7 +762,7 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
         plan = gluon_gemm.mma_plan(M, N, K)
         if plan is not None:
             return GemmConfig(kind="mma", BM=8, BN=16, BK=128, num_warps=plan[0], num_stages=plan[1])
-    if allow_mma and 128 < M <= 1024 and K % 64 == 0 and device is not None and _wgmma_usable(device):
+    if wgmma:
         from vllm_fouroversix.kernels import gluon_wgmma
 
         # Run 17e (H100, rotating weights, W4A16 bf16/this vs decode + cuBLAS; one launch): M = 1024
@@ -786,7 +796,7 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
         elif M == 1 and K > 8192:
             cfg = GemmConfig(kind="gemv2", BM=1, BN=16, BK=512, split_k=4, num_warps=4, num_stages=1)
         else:
-            cfg = GemmConfig(kind="gemv2", BM=triton.next_power_of_2(M), BN=16, BK=1024, num_warps=4, num_stages=1)
+            cfg = GemmConfig(kind="gemv2", BM=next_pow2(M), BN=16, BK=1024, num_warps=4, num_stages=1)
     elif M <= 16:
         cfg = GemmConfig(kind="tc", BM=16, BN=64, BK=256, num_warps=4, num_stages=3)
         tiles = ceil_div(N, cfg.BN)
@@ -823,7 +833,8 @@ def _with_split(cfg: GemmConfig, M: int, N: int, K: int, sms: int) -> GemmConfig
     if cfg.kind in ("dq", "mma", "wgmma") or cfg.split_k != 1:
         return cfg
     tiles = ceil_div(N, cfg.BN) * ceil_div(M, cfg.BM)
-    return replace(cfg, split_k=_split_for(tiles, ceil_div(K, cfg.BK), sms))
+    split = _split_for(tiles, ceil_div(K, cfg.BK), sms)
+    return cfg if split == 1 else replace(cfg, split_k=split)  # replace() costs microseconds
 
 
 _LOCKS: dict[tuple, torch.Tensor] = {}

@@ -38,7 +38,7 @@ import triton
 import triton.language as tl
 
 from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_launch, pdl_supported
-from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, ceil_div, rule_constants
+from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, ceil_div, next_pow2, rule_constants
 
 __all__ = ["RULE_IDS", "quantize_triton", "QuantizedActivation"]
 
@@ -562,10 +562,10 @@ def quantize_triton(
     row_progs = max(1, min(nb // _SPLIT_MIN_BLOCKS, sms // R)) if few_long else 1
     split = row_progs > 1
     if split:
-        cb = triton.next_power_of_2(ceil_div(nb, row_progs))
+        cb = next_pow2(ceil_div(nb, row_progs))
         chunks = ceil_div(nb, cb)  # >= 2
     elif nb <= _MAX_SINGLE_PASS_BLOCKS and (nb <= _SHORT_ROW_BLOCKS or not many_rows):
-        cb, chunks = triton.next_power_of_2(nb), 1
+        cb, chunks = next_pow2(nb), 1
     else:
         cb = _MANY_ROWS_CHUNK_BLOCKS if many_rows else _CHUNK_BLOCKS
         chunks = ceil_div(nb, cb)
@@ -574,7 +574,7 @@ def quantize_triton(
     # up to 16 warps; longer rows give a thread several blocks.
     num_warps = max(1, min(16, cb // (32 * _BLOCKS_PER_THREAD)))
     # split: the amax read's tile (else unused: the default, so as not to add compiled variants)
-    amax_tile = min(triton.next_power_of_2(K), num_warps * 32 * _SPLIT_AMAX_PER_THREAD) if split else 1024
+    amax_tile = min(next_pow2(K), num_warps * 32 * _SPLIT_AMAX_PER_THREAD) if split else 1024
     _quantize_kernel[(R, chunks if split else 1)](
         x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
         dummy if deq is None else deq,
