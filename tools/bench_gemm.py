@@ -130,6 +130,22 @@ def _bench(fn, rep_ms: int) -> float:
     return triton.testing.do_bench(fn, warmup=max(5, rep_ms // 4), rep=rep_ms, return_mode="median")
 
 
+def capture_graph(calls: list, warm: list | None = None) -> torch.cuda.CUDAGraph:
+    """A CUDA graph of ``calls`` in order, after one run of each of ``warm`` (default: ``calls``)
+    on a side stream, as capturing requires (lazy set-up and allocations happen outside it)."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for f in calls if warm is None else warm:
+            f()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for f in calls:
+            f()
+    return g
+
+
 def _bench_rotating(make_fn, copies: int, reps: int = 30, min_calls: int = 48) -> float:
     """GPU time of one call, from a CUDA graph of calls on ``copies`` distinct weight copies.
 
@@ -149,16 +165,7 @@ def _bench_rotating(make_fn, copies: int, reps: int = 30, min_calls: int = 48) -
         f()
         f()
     torch.cuda.synchronize()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for f in fns:
-            f()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for f in calls:
-            f()
+    g = capture_graph(calls, warm=fns)
     for _ in range(3):
         g.replay()
     torch.cuda.synchronize()
@@ -204,14 +211,7 @@ def _bench_graph(fn, rep_ms: int) -> float:
     fn()
     fn()  # compile, allocate workspaces outside the capture
     torch.cuda.synchronize()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
+    g = capture_graph([fn])
     g.replay()
     torch.cuda.synchronize()
     return _bench(g.replay, rep_ms)

@@ -29,6 +29,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_gemm import capture_graph  # noqa: E402
 
 
 def eager_us(fn, calls: int, rounds: int = 5) -> float:
@@ -46,15 +49,7 @@ def eager_us(fn, calls: int, rounds: int = 5) -> float:
 
 def graph_us(fn, per_graph: int = 20, replays: int = 20) -> float:
     """GPU time of one call: ``per_graph`` calls captured in a CUDA graph, replayed (us)."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(per_graph):
-            fn()
+    g = capture_graph([fn] * per_graph, warm=[fn])
     g.replay()
     torch.cuda.synchronize()
     t0 = time.perf_counter()
