@@ -1011,7 +1011,7 @@ def fp4_gemm(
     cublas_prefill = ga is None and gw_float is not None
     # the Gluon kernel takes bf16 activations only
     cfg = config or select_config(M, N, K, dev, cublas_prefill=cublas_prefill, allow_mma=a.dtype == torch.bfloat16)
-    if cfg.kind != "dq":
+    if config is not None:  # a selected config has its K split already
         cfg = _with_split(cfg, M, N, K, num_sms(dev))
     sbytes = scales.view(torch.uint8) if scales.dtype == torch.float8_e4m3fn else scales
     pdl = pdl and pdl_supported(dev)
@@ -1032,7 +1032,7 @@ def fp4_gemm(
             raise ValueError("the 'wgmma' GEMM needs bf16 activations with 16-byte aligned rows, K % 64 == 0 "
                              "and contiguous, aligned weight codes and scales")
         # an operand TMA cannot take (e.g. a row stride off 16 bytes), or the kernel failed
-        cfg = _with_split(select_config(M, N, K, dev, cublas_prefill, allow_mma=False), M, N, K, num_sms(dev))
+        cfg = select_config(M, N, K, dev, cublas_prefill, allow_mma=False)
     if cfg.kind == "dq":
         return _dq_gemm(a, data, sbytes, gw, ga, bias, out, gw_float, cublas_prefill)
     gw, ga, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)
@@ -1046,7 +1046,7 @@ def fp4_gemm(
             if config is not None:
                 raise
             _gluon_failed(_MMA_FAILED, e, "small-M GEMM", "the Triton tiles")
-            cfg = _with_split(select_config(M, N, K, dev, cublas_prefill, allow_mma=False), M, N, K, num_sms(dev))
+            cfg = select_config(M, N, K, dev, cublas_prefill, allow_mma=False)
     if a.dtype == torch.float32 or INTERPRET:
         # fp32 activations: exact fp32 products. The interpreter has no bf16
         # arithmetic, so it runs the same kernel with fp32 operands (exact too).
