@@ -828,3 +828,67 @@ def test_prefill_gemm_gpu():
             out = tp.prefill_gemm(a, w, gw, ga, bias, tile=tile)
             assert out.dtype == dtype
             _assert_prefill_close(out, ref)
+
+
+@pytest.mark.gpu
+def test_fast_launch_gpu():
+    # kernels.launch: a cached launch runs the kernel Triton itself would pick (bit for bit the
+    # same outputs as Triton's launch), on the current stream and inside CUDA graphs; an
+    # activation off 16-byte alignment gets its own specialization. Shapes cover the GEMV
+    # (M = 1), the tensor-core tiles (M = 16), the wgmma kernel and the W4A4 path (M = 300).
+    from vllm_fouroversix.kernels import launch
+
+    if not launch.fast_launch_enabled():
+        pytest.skip("fast launch is off for this Triton")
+    be = TritonBackend()
+    N, K = 1024, 4096
+    wq = _weight(N, K, seed=11)
+    qw = be.prepare_weight(QuantizedWeight.from_nvfp4(
+        nvfp4.NVFP4Tensor(wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda())))
+    bias = torch.randn(N).to(torch.bfloat16).cuda()
+    acts = [ActivationQuant("mse", m) for m in ("none", "token", "tensor")]
+
+    def run_all(x):
+        q = tq.quantize_triton(x, "mae", dequant_dtype=torch.bfloat16)
+        outs = [q.data, q.scales.view(torch.uint8), q.global_scale, q.dequant.view(torch.int16)]
+        return outs + [be.linear(x, qw, bias, a).view(torch.int16) for a in acts]
+
+    for M in (1, 16, 300):
+        base = _acts((M, K + 8), seed=M).cuda()
+        for x in (base[:, :K], base.reshape(-1)[4:4 + M * K].view(M, K)):  # aligned; 8 bytes off
+            launch._ENABLED = False
+            try:
+                ref = run_all(x)
+            finally:
+                launch._ENABLED = True
+            for _ in range(2):  # a miss (Triton launches and the entry is kept), then a hit
+                for got, want in zip(run_all(x), ref):
+                    assert torch.equal(got, want), M
+    specs = {k[1][0] for k in tq._QUANTIZE._cache}  # Triton's specialization of x_ptr
+    assert ("*bf16", "D") in specs and ("*bf16", "") in specs, specs
+
+    # The current stream: the input is written on a side stream behind a long sleep; a launch on
+    # another stream would read it before it is written.
+    x = _acts((4, K), seed=5).cuda()
+    want = be.linear(x, qw, bias, acts[1])
+    s = torch.cuda.Stream()
+    xin = torch.zeros_like(x)
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        torch.cuda._sleep(50_000_000)
+        xin.copy_(x)
+        got = be.linear(xin, qw, bias, acts[1])
+    s.synchronize()
+    assert torch.equal(got, want)
+
+    # CUDA graphs: captured on the cached path, replayed on new inputs.
+    xg = torch.zeros_like(x)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        outg = be.linear(xg, qw, bias, acts[1])
+    for seed in (6, 7):
+        xn = _acts((4, K), seed=seed).cuda()
+        xg.copy_(xn)
+        g.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(outg, be.linear(xn, qw, bias, acts[1])), seed

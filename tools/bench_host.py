@@ -9,11 +9,13 @@ for the host. For each M this times, side by side in one run:
 - ``eager``: back-to-back calls with one synchronization at the end (host-bound where the
   host's time a call exceeds the GPU's); the best of 5 rounds of ``--calls`` calls;
 - ``graph``: the same call captured 20 times in a CUDA graph, replayed (the GPU's time);
-- the same two for bf16 ``torch.matmul`` (cuBLAS) on the same shape.
+- the same two for bf16 ``torch.matmul`` (cuBLAS) on the same shape;
+- ``eager, Triton launch``: the eager calls again with ``kernels.launch``'s fast path off, so
+  every kernel goes through Triton's ``JITFunction.run`` (what it saves, side by side).
 
 ``--profile`` adds cProfile's top functions for the M = 1 calls (where host time goes).
 
-    PYTHONPATH=. python3 tools/bench_host.py [--shape 4096x4096] [--ms 1 4 16 256] [--out DIR]
+    PYTHONPATH=. python3 tools/bench_host.py [--shape 4096x4096] [--ms 1 16 256 1024] [--out DIR]
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", type=lambda s: tuple(int(v) for v in s.split("x")), default=(4096, 4096),
                     help="N x K of the weight")
-    ap.add_argument("--ms", type=int, nargs="+", default=[1, 4, 16, 256])
+    ap.add_argument("--ms", type=int, nargs="+", default=[1, 16, 256, 1024])
     ap.add_argument("--calls", type=int, default=400, help="calls a round of the eager timing")
     ap.add_argument("--profile", action="store_true", help="cProfile the M = 1 calls")
     ap.add_argument("--out", type=Path, default=None, help="write the table here (bench_host.md)")
@@ -88,6 +90,7 @@ def main() -> None:
     from vllm_fouroversix import nvfp4
     from vllm_fouroversix.backends.base import ActivationQuant, QuantizedWeight
     from vllm_fouroversix.backends.triton import TritonBackend
+    from vllm_fouroversix.kernels import launch
 
     head = f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}"
     print(head, flush=True)
@@ -98,18 +101,26 @@ def main() -> None:
     qw = be.prepare_weight(QuantizedWeight.from_nvfp4(nvfp4.quantize(w, "mse")))
     w16 = w.to(torch.bfloat16)
     modes = (("W4A16", ActivationQuant("mse", "none")), ("W4A4", ActivationQuant("mse", "token")))
-    lines = [f"{N}x{K}, host-bound eager calls vs CUDA-graph replays (us a call)", "",
-             "| M | bf16 eager | bf16 graph | W4A16 eager | W4A16 graph | W4A4 eager | W4A4 graph |",
-             "|---|---|---|---|---|---|---|"]
+    fast = launch.fast_launch_enabled()
+    lines = [f"{N}x{K}, host-bound eager calls vs CUDA-graph replays (us a call); fast launch "
+             f"{'on' if fast else 'off (VLLM_FOUROVERSIX_FAST_LAUNCH or this Triton)'}", "",
+             "| M | bf16 eager | bf16 graph | W4A16 eager | W4A16 eager, Triton launch | W4A16 graph "
+             "| W4A4 eager | W4A4 eager, Triton launch | W4A4 graph |",
+             "|---|---|---|---|---|---|---|---|---|"]
     profiles = []
     for M in args.ms:
         x = torch.randn(M, K, generator=gen).to(torch.bfloat16).cuda()
         fns = [lambda: torch.matmul(x, w16.T)] + [lambda act=act: be.linear(x, qw, None, act) for _, act in modes]
         cells = []
-        for fn in fns:
+        for i, fn in enumerate(fns):
             for _ in range(30):  # compile, allocate, warm up
                 fn()
-            cells += [eager_us(fn, args.calls), graph_us(fn)]
+            cells.append(eager_us(fn, args.calls))
+            if i:  # ours again with every launch through Triton's JITFunction.run
+                launch._ENABLED = False
+                cells.append(eager_us(fn, args.calls))
+                launch._ENABLED = fast
+            cells.append(graph_us(fn))
         lines.append(f"| {M} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
         print(lines[-1], flush=True)
         if args.profile and M == 1:

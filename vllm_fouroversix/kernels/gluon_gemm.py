@@ -46,6 +46,7 @@ from __future__ import annotations
 import torch
 
 from vllm_fouroversix.kernels.device import INTERPRET, capability, pdl_launch
+from vllm_fouroversix.kernels.launch import FastKernel
 from vllm_fouroversix.nvfp4 import ceil_div
 
 try:  # Gluon is experimental: any Triton without it (or with another API) falls back
@@ -295,6 +296,8 @@ if _GLUON:
                 ga = acc  # unused
             res = scaled_epilogue(acc, on, ga, N, gw_ptr, bias_ptr, GW_VEC, HAS_GA, HAS_BIAS)
             gl.store(out_ptr + om * stride_om + on, res.to(out_ptr.dtype.element_ty), mask=(om < M) & (on < N))
+
+        _MMA = FastKernel(_fp4_mma_gemm_kernel)  # Triton's per-call launch Python skipped (kernels/launch.py)
     except Exception:  # noqa: BLE001
         _GLUON = False
 
@@ -316,7 +319,7 @@ def fp4_mma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: 
         # cp.async copies 16 weight bytes and 4 scale bytes at a time; Triton only proves
         # alignment from 16-divisible pointers and strides, so anything less would not compile.
         stages = 1
-    _fp4_mma_gemm_kernel[(ceil_div(N, 16),)](
+    _MMA[(ceil_div(N, 16),)](
         a, data, sbytes, gw, ga, bias, out, M, N, K, a.stride(0), out.stride(0), data.stride(0), sbytes.stride(0),
         stride_ga, W=warps, **flags, STAGES=stages, num_warps=warps, **pdl_launch(pdl))
     return out

@@ -46,6 +46,7 @@ from __future__ import annotations
 import torch
 
 from vllm_fouroversix.kernels.device import INTERPRET, capability, pdl_launch
+from vllm_fouroversix.kernels.launch import FastKernel
 from vllm_fouroversix.nvfp4 import ceil_div
 
 try:  # Gluon is experimental: a Triton without it (or with another API) falls back
@@ -301,6 +302,8 @@ if _GLUON:
                               stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED)),
                 (_loader, (x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk, STAGES, PDL, TRIGGER)),
             ], [4, 1], [232, 40])
+
+        _WGMMA = FastKernel(_fp4_wgmma_gemm_kernel)  # Triton's per-call launch Python skipped (kernels/launch.py)
     except Exception:  # noqa: BLE001
         _GLUON = False
 
@@ -346,7 +349,7 @@ def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw
         w_desc = TensorDescriptor.from_tensor(data[n0:n1], [64, BK // 2], w_desc_layout)
         gw_p = gw[n0:n1] if flags["GW_VEC"] else gw
         bias_p = bias[n0:n1] if flags["HAS_BIAS"] else bias
-        _fp4_wgmma_gemm_kernel[(ceil_div(n1 - n0, BN), ceil_div(M, tbm))](
+        _WGMMA[(ceil_div(n1 - n0, BN), ceil_div(M, tbm))](
             x_desc, w_desc, sbytes[n0:n1], gw_p, ga, bias_p, out[:, n0:n1], M, n1 - n0, K, sbytes.stride(0),
             out.stride(0), stride_ga, TBM=tbm, STAGES=_STAGES, **flags,
             num_warps=4, **pdl_launch(pdl and j == 0),

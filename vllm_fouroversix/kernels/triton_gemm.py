@@ -47,6 +47,7 @@ import triton
 import triton.language as tl
 
 from vllm_fouroversix.kernels.device import INTERPRET, e4m3_cvt_supported, num_sms, pdl_launch, pdl_supported
+from vllm_fouroversix.kernels.launch import FastKernel
 from vllm_fouroversix.kernels.triton_prefill import epilogue_args, grouped_pid, prefill_gemm, scaled_output
 from vllm_fouroversix.nvfp4 import ceil_div, next_pow2  # host side: triton.cdiv and triton.next_power_of_2 cost microseconds a call from Python
 
@@ -932,13 +933,21 @@ _PDL_EXTRA_LAUNCH: dict = {}
 _PDL_ONE_ROW_MAXNREG = 128
 
 
+# Launched through FastKernel: once a specialization is compiled, Triton's per-call launch Python is skipped
+# (kernels/launch.py; host time a call, docs/hopper.md).
+_GEMM = FastKernel(_fp4_gemm_kernel)
+_GEMV = FastKernel(_fp4_gemv_kernel)
+_GEMV2 = FastKernel(_fp4_gemv2_kernel)
+_DEQUANT = FastKernel(_dequant_kernel)
+
+
 def dequantize_weight(data: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """Packed [N, K/2] + scales [N, K/16] -> q * s [N, K] in ``dtype`` (no global scale)."""
     N, K = data.shape[0], data.shape[1] * 2
     out = torch.empty((N, K), dtype=dtype, device=data.device)
     BN, BK = 32, 256
     dt = tl.bfloat16 if dtype == torch.bfloat16 else (tl.float16 if dtype == torch.float16 else tl.float32)
-    _dequant_kernel[(ceil_div(N, BN), ceil_div(K, BK))](
+    _DEQUANT[(ceil_div(N, BN), ceil_div(K, BK))](
         data, scales.view(torch.uint8), out, N, K, BN=BN, BK=BK, DT=dt,
         USE_ASM=_use_asm(data.device) and dtype == torch.bfloat16, num_warps=4,
     )
@@ -1070,7 +1079,7 @@ def fp4_gemm(
         per_thread = max(1, min(16, cfg.BN * bkb // (32 * cfg.num_warps)))
         one_row = cfg.BM == 1 and cfg.BN * bkb >= 8 * 1024
         cap = {"maxnreg": _PDL_ONE_ROW_MAXNREG} if one_row and _PDL_ONE_ROW_MAXNREG else {}  # under PDL only
-        _fp4_gemv2_kernel[grid](
+        _GEMV2[grid](
             a32, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a32.stride(0), out.stride(0), stride_ga,
             M * N, K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BKB=bkb, SPLIT_K=split, BPT=max(1, per_thread // 8),
             EVEN_K=K % cfg.BK == 0, USE_ASM=_use_asm(dev), A_F16=a.dtype == torch.float16, FMA_CHAIN=True,
@@ -1082,7 +1091,7 @@ def fp4_gemm(
         grid = (ceil_div(N, cfg.BN), split, ceil_div(M, cfg.BM))
         if split > 1 and grid[0] * grid[2] > _LOCK_SIZE:
             raise ValueError("too many split-K tiles")
-        _fp4_gemv_kernel[grid](
+        _GEMV[grid](
             a, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
             K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, EVEN_K=even_k, USE_ASM=_use_asm(dev),
             PREFETCH=cfg.prefetch, **ep, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
@@ -1091,7 +1100,7 @@ def fp4_gemm(
     tiles = ceil_div(M, cfg.BM) * ceil_div(N, cfg.BN)
     if split > 1 and tiles > _LOCK_SIZE:
         raise ValueError("too many split-K tiles")
-    _fp4_gemm_kernel[(tiles, split)](
+    _GEMM[(tiles, split)](
         a, data, sbytes, gw, ga, bias_t, out, part, locks, M, N, K, a.stride(0), out.stride(0), stride_ga, M * N,
         K // 2, K // 16, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, SPLIT_K=split, GROUP_M=cfg.group_m, EVEN_K=even_k, DT=dt,
         USE_ASM=use_asm, IEEE=ieee, **ep,

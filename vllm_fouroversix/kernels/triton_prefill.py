@@ -24,6 +24,7 @@ import triton
 import triton.language as tl
 
 from vllm_fouroversix.kernels.device import INTERPRET, num_sms, tma_supported
+from vllm_fouroversix.kernels.launch import FastKernel
 from vllm_fouroversix.nvfp4 import ceil_div
 
 __all__ = ["PrefillTile", "prefill_gemm", "prefill_tile"]
@@ -155,6 +156,12 @@ def _prefill_kernel(
     tl.store(ptrs, out.to(out_ptr.dtype.element_ty), mask=(offs_m < M)[:, None] & (offs_n < N)[None, :])
 
 
+# Launched through FastKernel: once a specialization is compiled, Triton's per-call launch Python is skipped
+# (kernels/launch.py; host time a call, docs/hopper.md).
+_PREFILL = FastKernel(_prefill_kernel)
+_PREFILL_TMA = FastKernel(_prefill_tma_kernel)
+
+
 def prefill_gemm(
     a: torch.Tensor,
     w: torch.Tensor,
@@ -198,7 +205,7 @@ def prefill_gemm(
         a_desc = TensorDescriptor(a, list(a.shape), list(a.stride()), [t.BM, t.BK])
         w_desc = TensorDescriptor(w, list(w.shape), list(w.stride()), [t.BN, t.BK])
         o_desc = TensorDescriptor(out, list(out.shape), list(out.stride()), [t.BM, t.BN])
-        _prefill_tma_kernel[(progs,)](
+        _PREFILL_TMA[(progs,)](
             a_desc, w_desc, o_desc, ga_t, gw, bias_t, M, N, K, stride_ga,
             BM=t.BM, BN=t.BN, BK=t.BK, GROUP_M=t.group_m, NUM_PROGS=progs, **flags,
             num_warps=t.num_warps, num_stages=t.num_stages,
@@ -209,7 +216,7 @@ def prefill_gemm(
     ieee = INTERPRET or a.dtype == torch.float32
     # The tile the old W4A4 prefill path ran on sm_90 (0.69-0.76x cuBLAS there).
     BM, BN, BK = (32, 32, 32) if INTERPRET else ((64, 64, 32) if ieee else (128, 128, 64))
-    _prefill_kernel[(ceil_div(M, BM) * ceil_div(N, BN),)](
+    _PREFILL[(ceil_div(M, BM) * ceil_div(N, BN),)](
         a, w, ga_t, gw, bias_t, out, M, N, K, a.stride(0), w.stride(0), out.stride(0), stride_ga,
         BM=BM, BN=BN, BK=BK, GROUP_M=8, IEEE=ieee, **flags,
         num_warps=4 if ieee else 8, num_stages=2 if ieee else 4,

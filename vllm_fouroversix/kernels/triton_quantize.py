@@ -38,6 +38,7 @@ import triton
 import triton.language as tl
 
 from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_launch, pdl_supported
+from vllm_fouroversix.kernels.launch import FastKernel
 from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, ceil_div, next_pow2, rule_constants
 
 __all__ = ["RULE_IDS", "quantize_triton", "QuantizedActivation"]
@@ -471,13 +472,19 @@ def _amax_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr, ITERS: tl.constexpr):
     tl.atomic_max(out_ptr, tl.max(m, axis=0).to(tl.int32, bitcast=True))
 
 
+# Launched through FastKernel: once a specialization is compiled, Triton's per-call launch Python is skipped
+# (kernels/launch.py; host time a call, docs/hopper.md).
+_QUANTIZE = FastKernel(_quantize_kernel)
+_AMAX = FastKernel(_amax_kernel)
+
+
 def _amax(x: torch.Tensor) -> torch.Tensor:
     """float32 [1]: max |x| (one read of x; x contiguous)."""
     out = torch.zeros(1, dtype=torch.int32, device=x.device)
     n = x.numel()
     if n:
         block, iters = 4096, 8
-        _amax_kernel[(ceil_div(n, block * iters),)](x, out, n, BLOCK=block, ITERS=iters, num_warps=8)
+        _AMAX[(ceil_div(n, block * iters),)](x, out, n, BLOCK=block, ITERS=iters, num_warps=8)
     return out.view(torch.float32)
 
 
@@ -575,7 +582,7 @@ def quantize_triton(
     num_warps = max(1, min(16, cb // (32 * _BLOCKS_PER_THREAD)))
     # split: the amax read's tile (else unused: the default, so as not to add compiled variants)
     amax_tile = min(next_pow2(K), num_warps * 32 * _SPLIT_AMAX_PER_THREAD) if split else 1024
-    _quantize_kernel[(R, chunks if split else 1)](
+    _QUANTIZE[(R, chunks if split else 1)](
         x, amax_t, dummy if data is None else data, dummy if scales is None else scales, gs,
         dummy if deq is None else deq,
         K, x.stride(0), 0 if deq is None else deq.stride(0),
