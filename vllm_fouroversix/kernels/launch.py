@@ -66,6 +66,11 @@ def _enabled_from_env() -> bool:
 _ENABLED = _enabled_from_env()
 
 
+def _hooked(hook: Any) -> bool:
+    """A launch hook is set: Triton 3.6 keeps an empty ``HookChain`` by default (no hook)."""
+    return hook is not None and bool(getattr(hook, "calls", True))
+
+
 def fast_launch_enabled() -> bool:
     """Whether :class:`FastKernel` launches cached kernels directly in this process."""
     return _ENABLED and not INTERPRET
@@ -99,7 +104,7 @@ class FastKernel:
         if not _ENABLED or INTERPRET or not self._names or callable(grid):
             self.fn[grid](*args, **kwargs)
             return
-        if _knobs.runtime.launch_enter_hook is not None or _knobs.runtime.launch_exit_hook is not None:
+        if _hooked(_knobs.runtime.launch_enter_hook) or _hooked(_knobs.runtime.launch_exit_hook):
             self.fn[grid](*args, **kwargs)  # a profiler wants Triton's launch metadata
             return
         dev = torch.cuda.current_device()
