@@ -10,10 +10,12 @@ for the host. For each M this times, side by side in one run:
   host's time a call exceeds the GPU's); the best of 5 rounds of ``--calls`` calls;
 - ``graph``: the same call captured 20 times in a CUDA graph, replayed (the GPU's time);
 - the same two for bf16 ``torch.matmul`` (cuBLAS) on the same shape;
-- ``eager, Triton launch``: the eager calls again with ``kernels.launch``'s fast path off, so
-  every kernel goes through Triton's ``JITFunction.run`` (what it saves, side by side).
+- ``eager, Triton launch``: the eager calls with ``kernels.launch``'s fast path off, so every
+  kernel goes through Triton's ``JITFunction.run``, in rounds alternating with the fast path's
+  (what it saves, side by side; best of 8 rounds each).
 
-``--profile`` adds cProfile's top functions for the M = 1 calls (where host time goes).
+``--profile`` adds cProfile's top functions for the calls at M = 1 and the largest M (where host
+time goes).
 
     PYTHONPATH=. python3 tools/bench_host.py [--shape 4096x4096] [--ms 1 16 256 1024] [--out DIR]
 """
@@ -49,6 +51,20 @@ def eager_us(fn, calls: int, rounds: int = 5) -> float:
     return best
 
 
+def eager_us_launch(fn, calls: int, launch, rounds: int = 8) -> tuple[float, float]:
+    """:func:`eager_us` with ``launch``'s fast path on and off in alternate rounds (the host's
+    noise shared by both): the best round of each (us a call)."""
+    fast = launch._ENABLED
+    best = {True: float("inf"), False: float("inf")}
+    try:
+        for r in range(2 * rounds):
+            launch._ENABLED = fast and r % 2 == 0
+            best[launch._ENABLED] = min(best[launch._ENABLED], eager_us(fn, calls, rounds=1))
+    finally:
+        launch._ENABLED = fast
+    return best[True], best[False]
+
+
 def graph_us(fn, per_graph: int = 20, replays: int = 20) -> float:
     """GPU time of one call: ``per_graph`` calls captured in a CUDA graph, replayed (us)."""
     g = capture_graph([fn] * per_graph, warm=[fn])
@@ -79,7 +95,7 @@ def main() -> None:
                     help="N x K of the weight")
     ap.add_argument("--ms", type=int, nargs="+", default=[1, 16, 256, 1024])
     ap.add_argument("--calls", type=int, default=400, help="calls a round of the eager timing")
-    ap.add_argument("--profile", action="store_true", help="cProfile the M = 1 calls")
+    ap.add_argument("--profile", action="store_true", help="cProfile the calls at M = 1 and the largest M")
     ap.add_argument("--out", type=Path, default=None, help="write the table here (bench_host.md)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
@@ -115,17 +131,16 @@ def main() -> None:
         for i, fn in enumerate(fns):
             for _ in range(30):  # compile, allocate, warm up
                 fn()
-            cells.append(eager_us(fn, args.calls))
-            if i:  # ours again with every launch through Triton's JITFunction.run
-                launch._ENABLED = False
+            if i:  # ours, also with every launch through Triton's JITFunction.run (alternate rounds)
+                cells += list(eager_us_launch(fn, args.calls, launch))
+            else:
                 cells.append(eager_us(fn, args.calls))
-                launch._ENABLED = fast
             cells.append(graph_us(fn))
         lines.append(f"| {M} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
         print(lines[-1], flush=True)
-        if args.profile and M == 1:
+        if args.profile and M in (1, max(args.ms)):
             for (name, _), fn in zip(modes, fns[1:]):
-                profiles += [f"### cProfile, {name}, M = 1, {args.calls} calls", "", "```",
+                profiles += [f"### cProfile, {name}, M = {M}, {args.calls} calls", "", "```",
                              profile_text(fn, args.calls), "```", ""]
     text = "\n".join([head, ""] + lines + [""] + profiles)
     print(text)

@@ -43,6 +43,8 @@ imports; nothing here runs under ``TRITON_INTERPRET``.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from vllm_fouroversix.kernels.device import INTERPRET, capability, pdl_launch
@@ -326,6 +328,29 @@ def plan(M: int, N: int, sms: int) -> list[tuple[int, int, int]]:
     return [(0, n1, BM), (n1, N, BM // 2)]
 
 
+@functools.lru_cache(maxsize=None)
+def _x_layout(tbm: int):
+    return gl.NVMMASharedLayout.get_default_for([tbm, BK], gl.bfloat16)
+
+
+def _weight_desc(data: torch.Tensor, n0: int, n1: int):
+    """The TMA descriptor of weight rows n0..n1, made once a layer (host time a call,
+    docs/hopper.md) and kept on the weight tensor itself, so that it goes with the weight
+    (the reference cycle is the GC's); keyed by everything a descriptor holds."""
+    key = (data.data_ptr(), tuple(data.shape), tuple(data.stride()), n0, n1)
+    descs = getattr(data, "_fouroversix_tma", None)
+    if descs is None:
+        descs = {}
+        data._fouroversix_tma = descs
+    d = descs.get(key)
+    if d is None:
+        if len(descs) > 16:  # the same tensor reshaped or moved many times: start over
+            descs.clear()
+        d = descs[key] = TensorDescriptor.from_tensor(
+            data[n0:n1], [64, BK // 2], gl.NVMMASharedLayout.get_default_for([64, BK // 2], gl.uint8))
+    return d
+
+
 def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
                    ga: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, stride_ga: int, flags: dict,
                    sms: int = 132, pdl: bool = False, chain: bool = False) -> torch.Tensor:
@@ -342,11 +367,10 @@ def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw
     N = data.shape[0]
     if not _GLUON or not usable(a, data, sbytes):
         raise ValueError(f"fp4_wgmma_gemm cannot take M={M}, K={K}, {a.dtype} with these strides/alignments")
-    w_desc_layout = gl.NVMMASharedLayout.get_default_for([64, BK // 2], gl.uint8)
     launches = plan(M, N, sms)
     for j, (n0, n1, tbm) in enumerate(launches):
-        x_desc = TensorDescriptor.from_tensor(a, [tbm, BK], gl.NVMMASharedLayout.get_default_for([tbm, BK], gl.bfloat16))
-        w_desc = TensorDescriptor.from_tensor(data[n0:n1], [64, BK // 2], w_desc_layout)
+        x_desc = TensorDescriptor.from_tensor(a, [tbm, BK], _x_layout(tbm))
+        w_desc = _weight_desc(data, n0, n1)
         gw_p = gw[n0:n1] if flags["GW_VEC"] else gw
         bias_p = bias[n0:n1] if flags["HAS_BIAS"] else bias
         _WGMMA[(ceil_div(n1 - n0, BN), ceil_div(M, tbm))](

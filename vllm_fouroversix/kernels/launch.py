@@ -118,10 +118,10 @@ class FastKernel:
             kernel = self.fn[grid](*args, **kwargs)
             self._remember(key, kernel, args, kwargs)
             return
-        launcher, function, packed, tail = entry
+        launch, head, tail = entry
         n = len(grid)
-        launcher(grid[0], grid[1] if n > 1 else 1, grid[2] if n > 2 else 1,
-                 torch._C._cuda_getCurrentRawStream(dev), function, packed, None, None, None, *args, *tail)
+        launch(grid[0], grid[1] if n > 1 else 1, grid[2] if n > 2 else 1,
+               torch._C._cuda_getCurrentRawStream(dev), *head, *args, *tail)
 
     def _remember(self, key: tuple, kernel: Any, args: tuple, kwargs: dict) -> None:
         """After Triton launched ``kernel`` for ``key``: keep its launcher and the values of the
@@ -135,4 +135,14 @@ class FastKernel:
             self._full = True
             return
         tail = tuple(kwargs[n] if n in kwargs else self._defaults[n] for n in names)
-        self._cache[key] = (kernel.run, kernel.function, kernel.packed_metadata, tail)
+        run = kernel.run  # Triton's CudaLauncher (the kernel's handles are loaded: it just ran)
+        if getattr(run, "global_scratch_size", 1) or getattr(run, "profile_scratch_size", 1):
+            # scratch memory is allocated a launch by the launcher's Python: keep it
+            head = (kernel.function, kernel.packed_metadata, None, None, None)
+            self._cache[key] = (run, head, tail)
+        else:
+            # its C entry point, past the Python that would pass no scratch: (function,
+            # cooperative grid, PDL, global and profile scratch, metadata, launch metadata, hooks)
+            head = (kernel.function, run.launch_cooperative_grid, run.launch_pdl, None, None,
+                    kernel.packed_metadata, None, None, None)
+            self._cache[key] = (run.launch, head, tail)
