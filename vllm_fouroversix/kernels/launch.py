@@ -111,8 +111,8 @@ class FastKernel:
         try:
             key = (dev, tuple([_spec(_Backend, a, False, True, True) for a in args]), tuple(kwargs.items()))
             entry = self._cache.get(key)
-        except TypeError:  # an unhashable keyword value: no key
-            self.fn[grid](*args, **kwargs)
+        except (TypeError, ValueError, OverflowError):  # an argument Triton cannot specialize, or an
+            self.fn[grid](*args, **kwargs)  # unhashable keyword value: Triton's launch (and its error)
             return
         if entry is None:
             kernel = self.fn[grid](*args, **kwargs)
