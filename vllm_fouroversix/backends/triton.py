@@ -15,6 +15,21 @@ import torch
 from vllm_fouroversix.backends.base import ActivationQuant, Backend, QuantizedWeight, check_linear_inputs
 
 
+_KERNELS: tuple | None = None
+
+
+def _kernels() -> tuple:
+    """(fp4_gemm, pdl_mode, quantize_triton), imported on first use (Triton is optional) and then
+    kept: an import statement in ``linear`` costs about a microsecond a call."""
+    global _KERNELS
+    if _KERNELS is None:
+        from vllm_fouroversix.kernels.triton_gemm import fp4_gemm, pdl_mode
+        from vllm_fouroversix.kernels.triton_quantize import quantize_triton
+
+        _KERNELS = (fp4_gemm, pdl_mode, quantize_triton)
+    return _KERNELS
+
+
 class TritonBackend(Backend):
     name = "triton"
     accepts_amax_override = True
@@ -63,21 +78,20 @@ class TritonBackend(Backend):
         act: ActivationQuant,
         input_amax: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        from vllm_fouroversix.kernels.triton_gemm import fp4_gemm, pdl_mode
-        from vllm_fouroversix.kernels.triton_quantize import quantize_triton
-
+        fp4_gemm, pdl_mode, quantize_triton = _kernels()
         check_linear_inputs(x, w, act, input_amax)
         K = x.shape[-1]
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, K)
+        x2 = x if x.dim() == 2 else x.reshape(-1, K)
         scales = w.scales
         if w.scales_swizzled:  # prepare_weight was skipped
             from vllm_fouroversix.nvfp4 import unswizzle_scales
 
             scales = unswizzle_scales(scales, w.n, w.k // 16)
-        gw_float = w.extra.get("gw_float") if isinstance(w.extra, dict) else None
+        extra = w.extra if isinstance(w.extra, dict) else {}
+        gw_float = extra.get("gw_float")
+        gw = w.global_scale
         if act.mode == "none":
-            out = fp4_gemm(x2, w.data, scales, w.global_scale, bias=bias, gw_float=gw_float)
+            out = fp4_gemm(x2, w.data, scales, gw, bias=bias, gw_float=gw_float)
         else:
             # PDL (sm_90+): the quantizer and the GEMM are dependents of the kernel before each, where
             # the GEMM takes PDL; the quantizer lets the GEMM launch at its start ("early") where that
@@ -95,6 +109,6 @@ class TritonBackend(Backend):
                 launch_dependents=mode == "early",
                 pdl_wait=mode is not None,
             )
-            out = fp4_gemm(q.dequant, w.data, scales, w.global_scale, ga=q.global_scale, bias=bias,
+            out = fp4_gemm(q.dequant, w.data, scales, gw, ga=q.global_scale, bias=bias,
                            out_dtype=x.dtype, pdl=mode is not None)
-        return out.reshape(*lead, w.n)
+        return out if x.dim() == 2 else out.reshape(*x.shape[:-1], w.n)
