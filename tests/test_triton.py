@@ -405,6 +405,9 @@ def test_backend_linear_interpreted():
                                      act_quant=mode != "none", act_amax=amax)
         assert out.shape == (2, 3, 24) and out.dtype == x.dtype
         torch.testing.assert_close(out.float(), ref.float(), rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+        # 2-D input (vLLM's flattened tokens): passed through without reshapes, the same rows
+        out2 = be.linear(x.reshape(6, 64), qw, bias, ActivationQuant("mae", mode), input_amax=amax)
+        assert out2.shape == (6, 24) and torch.equal(out2, out.reshape(6, 24))
     with pytest.raises(ValueError, match="static"):
         be.linear(x, qw, bias, ActivationQuant("mse", "static"))
     # The tensor-parallel amax override (token: one per row of x flattened; tensor: one).
