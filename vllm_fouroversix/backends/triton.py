@@ -87,11 +87,9 @@ class TritonBackend(Backend):
             from vllm_fouroversix.nvfp4 import unswizzle_scales
 
             scales = unswizzle_scales(scales, w.n, w.k // 16)
-        extra = w.extra if isinstance(w.extra, dict) else {}
-        gw_float = extra.get("gw_float")
-        gw = w.global_scale
+        gw_float = w.extra.get("gw_float") if isinstance(w.extra, dict) else None
         if act.mode == "none":
-            out = fp4_gemm(x2, w.data, scales, gw, bias=bias, gw_float=gw_float)
+            out = fp4_gemm(x2, w.data, scales, w.global_scale, bias=bias, gw_float=gw_float)
         else:
             # PDL (sm_90+): the quantizer and the GEMM are dependents of the kernel before each, where
             # the GEMM takes PDL; the quantizer lets the GEMM launch at its start ("early") where that
@@ -109,6 +107,6 @@ class TritonBackend(Backend):
                 launch_dependents=mode == "early",
                 pdl_wait=mode is not None,
             )
-            out = fp4_gemm(q.dequant, w.data, scales, gw, ga=q.global_scale, bias=bias,
+            out = fp4_gemm(q.dequant, w.data, scales, w.global_scale, ga=q.global_scale, bias=bias,
                            out_dtype=x.dtype, pdl=mode is not None)
         return out if x.dim() == 2 else out.reshape(*x.shape[:-1], w.n)
