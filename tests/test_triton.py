@@ -554,8 +554,13 @@ def test_wgmma_selection(monkeypatch):
     assert not gwg.usable(x[:, 4:4100], data, sb)  # base 8 bytes off
 
 
-def test_is_available_needs_cuda_8_or_9():
-    assert not TritonBackend.is_available(torch.device("cpu"))
+def test_is_available_on_cuda_8_or_9_and_the_interpreter():
+    from vllm_fouroversix.backends import _auto_name
+    from vllm_fouroversix.kernels.device import INTERPRET
+
+    # CPU only through the interpreter (tests), and never picked there by default.
+    assert TritonBackend.is_available(torch.device("cpu")) == INTERPRET
+    assert _auto_name(torch.device("cpu")) == "reference"
     if HAS_CUDA:
         major, _ = torch.cuda.get_device_capability()
         assert TritonBackend.is_available(torch.device("cuda")) == (major in (8, 9))

@@ -14,7 +14,9 @@ start method finds its ``__main__`` guard.
 - tensor parallelism 2 matches 1;
 - a checkpoint whose fused shards have different ``weight_scale_2`` (not
   written by our converter) is still exact;
-- corrupt checkpoints refuse to load with an error naming the tensor.
+- corrupt checkpoints refuse to load with an error naming the tensor;
+- the ``triton`` backend, forced on CPU through Triton's interpreter, serves the
+  same layers within output rounding of the reference.
 
 Tiny models: 2 layers, hidden 128, head_dim 32 (vLLM's CPU attention needs a
 head size of at least 32), built by ``tests/tiny_models.py`` and converted by
@@ -85,7 +87,7 @@ def _w_check_layers(model: torch.nn.Module, ref_dir: str) -> dict[str, Any]:
         parent, _, leaf = name.rpartition(".")
         members = FUSED_GROUPS.get(leaf)
         shards = [f"{parent}.{m}" for m in members] if members else [name]
-        worst, calls, rows = 0.0, 0, 0
+        worst, ref_max, calls, rows = 0.0, 0.0, 0, 0
         for x, y in store[name]:
             outs = []
             for p in shards:
@@ -112,9 +114,11 @@ def _w_check_layers(model: torch.nn.Module, ref_dir: str) -> dict[str, Any]:
                 raise AssertionError(f"{name}: vLLM output {tuple(y.shape)} vs reference {tuple(ref.shape)}")
             diff = (ref.float() - y.float()).abs().max().item() if y.numel() else 0.0
             worst = max(worst, diff)
+            ref_max = max(ref_max, ref.float().abs().max().item() if ref.numel() else 0.0)
             calls += 1
             rows += x.reshape(-1, x.shape[-1]).shape[0]
-        result["layers"][name] = {"max_abs_diff": worst, "calls": calls, "rows": rows}
+        result["layers"][name] = {"max_abs_diff": worst, "ref_abs_max": ref_max, "calls": calls, "rows": rows,
+                                  "backend": mod._fouroversix_backend}
         # Memory: no floating parameter holding the full weight.
         n_k = sum(mod.logical_widths) * mod.input_size_per_partition
         params = {pn: (str(p.dtype), list(p.shape)) for pn, p in mod.named_parameters()}
@@ -315,6 +319,7 @@ def _assert_exact(res: dict, expect_layers: int) -> None:
     layers = res["layers"]
     assert len(layers) == expect_layers, sorted(layers)
     for name, r in layers.items():
+        assert r["backend"] == "reference", (name, r)
         assert r["calls"] >= 2, (name, r)  # prefill and decode
         assert r["max_abs_diff"] == 0.0, (name, r)
     for name, m in res["memory"].items():
@@ -334,6 +339,22 @@ def test_checkpoint_layers_match_reference(models):
     _assert_exact(res, expect_layers=8)  # 2 layers x (qkv, o, gate_up, down)
     assert all(isinstance(t, str) for t in res["texts"])
     models["_llama_46_logprobs"] = res["logprobs"]  # reused by later tests
+
+
+@pytest.mark.vllm
+def test_triton_backend_inside_vllm_interpreted(models):
+    """The ``triton`` backend's whole serving path inside real vLLM (weight loading,
+    ``prepare_weight``, the custom op, the quantizer and GEMM kernels chosen by M), forced
+    on CPU and run by Triton's interpreter: each layer matches ``reference_linear`` up to
+    FP32 accumulation order and the bf16 output rounding."""
+    env = {"VLLM_FOUROVERSIX_BACKEND": "triton", "TRITON_INTERPRET": "1"}
+    res = run("layers", env=env, model=str(models["llama_46"]), ref_dir=str(models["llama_46"]))
+    assert res["hooked"] == 8 and len(res["layers"]) == 8, sorted(res["layers"])
+    for name, r in res["layers"].items():
+        assert r["backend"] == "triton", (name, r)
+        assert r["calls"] >= 2 and r["ref_abs_max"] > 0, (name, r)
+        assert r["max_abs_diff"] <= 2 ** -7 * r["ref_abs_max"], (name, r)
+    assert all(len(p["tokens"]) == 4 for p in res["logprobs"])
 
 
 @pytest.mark.vllm

@@ -40,10 +40,16 @@ class TritonBackend(Backend):
 
     @classmethod
     def is_available(cls, device: torch.device) -> bool:
+        """Capability 8.x/9.x GPUs; also CPU under ``TRITON_INTERPRET=1``, where the same
+        kernels run through Triton's interpreter (slow: for tests, never chosen automatically)."""
         device = torch.device(device)
-        if device.type != "cuda" or not torch.cuda.is_available():
-            return False
         if importlib.util.find_spec("triton") is None:
+            return False
+        if device.type == "cpu":
+            from vllm_fouroversix.kernels.device import INTERPRET
+
+            return INTERPRET
+        if device.type != "cuda" or not torch.cuda.is_available():
             return False
         major, _ = torch.cuda.get_device_capability(device)
         return major in (8, 9)
