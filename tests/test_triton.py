@@ -624,6 +624,59 @@ def test_backend_vs_reference_gpu(M):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("cap", [(8, 0), (8, 9)])
+def test_pre_hopper_paths_gpu(cap, monkeypatch):
+    """What a capability-8.x GPU runs (A100 / L40: no PDL, TMA or wgmma; no hardware E4M3
+    conversion before 8.9), chosen by the package's own device checks and run on this GPU: every
+    M's path against reference_linear, W4A16 and W4A4, bf16 and fp16."""
+    from vllm_fouroversix.kernels import device as kd
+
+    dev = torch.device("cuda")
+    monkeypatch.setitem(kd._PROPS, torch.cuda.current_device(), (kd.num_sms(dev), cap))
+    assert not kd.pdl_supported(dev) and not kd.tma_supported(dev) and not gwg.available(dev)
+    assert kd.e4m3_cvt_supported(dev) == (cap >= (8, 9))
+    be = TritonBackend()
+    N, K = 640, 2048
+    wq = _weight(N, K, seed=11)
+    qw = be.prepare_weight(QuantizedWeight.from_nvfp4(
+        nvfp4.NVFP4Tensor(wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda())))
+    kinds = set()
+    for M in (1, 3, 16, 300, 1100):
+        kinds.add(tg.select_config(M, N, K, dev, cublas_prefill=False).kind)
+        for dtype in (torch.bfloat16, torch.float16):
+            x = _acts((M, K), seed=M, dtype=dtype)
+            bias = torch.randn(N).to(dtype)
+            for mode in ("none", "token"):
+                out = be.linear(x.cuda(), qw, bias.cuda(), ActivationQuant("mse", mode)).float().cpu()
+                ref = nvfp4.reference_linear(x.float(), wq, bias.float(), per_row=mode == "token",
+                                             act_quant=mode != "none").float()
+                torch.testing.assert_close(out, ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+    assert {"gemv2", "mma", "tc", "dq"} <= kinds and "wgmma" not in kinds, kinds
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cc", ["8.0", "8.6", "8.9"])
+def test_kernels_compile_for_pre_hopper_gpu(cc):
+    """tools/compile_triton.py: every kernel the backend launches on capability ``cc`` assembles
+    for that sm_ (ptxas) and fits its shared memory (8.6 and 8.9: 99 KB a block)."""
+    import subprocess
+    import sys
+
+    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "compile_triton.py")
+    p = subprocess.run([sys.executable, tool, "--capability", cc, "--ms", "1", "3", "16", "300", "1100",
+                        "--shapes", "640x2048", "200x1040"], capture_output=True, text=True, timeout=400)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    arch = cc.replace(".", "")
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("| _")]
+    names = {ln.split("|")[1].strip() for ln in lines}
+    assert all(ln.split("|")[2].strip() == arch for ln in lines), p.stdout
+    # The quantizer, the GEMV, the Gluon mma kernel, the tensor-core tiles, the dequant + prefill GEMM.
+    for k in ("_quantize_kernel", "_fp4_gemv2_kernel", "_fp4_gemm_kernel", "_dequant_kernel", "_prefill_kernel"):
+        assert k in names, (k, sorted(names))
+    assert any("mma" in n for n in names) and not any("wgmma" in n for n in names), sorted(names)
+
+
+@pytest.mark.gpu
 def test_split_k_deterministic_and_graph_capturable_gpu():
     N, K = 1024, 4096
     wq = _weight(N, K, seed=0)
