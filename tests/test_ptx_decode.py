@@ -88,3 +88,18 @@ def test_wgmma_pair_decode_ptx():
             for h in range(2):
                 code = (w >> (8 * i + 4 * h)) & 15
                 _check(regs[f"${i}"] >> (16 * h), _code_value(code) * _E4M3[sb[i]] * 2.0 ** -8, (hex(w), i, h))
+
+
+def test_sm80_ptx_uses_only_sm80_instructions():
+    """The decode and scale PTX of the kernels that run on capability 8.x (the GEMV, the tc tiles,
+    the Gluon mma kernel) may use only instructions sm_80 has: ``mul.bf16x2`` needs sm_90 (found by
+    tools/compile_triton.py), ``fma.bf16x2`` is sm_80's. The hardware E4M3 conversions (sm_89) are
+    chosen only where ``e4m3_cvt_supported``; the wgmma kernel's decode is sm_90-only anyway."""
+    sm80 = {"prmt.b32", "and.b32", "mul.lo.u32", "fma.rn.bf16x2", "shl.b32", "mov.b32"}
+    for name in ("_DECODE_PTX", "_DECODE_SCALED_PTX", "_SCALE_PTX"):
+        ops = {ln.split()[0] for ln in getattr(tg, name).splitlines() if ln.strip() and ln.strip()[0] not in "{}."}
+        assert ops <= sm80, (name, ops - sm80)
+    for name in ("_DECODE_SCALED_ASM", "_DECODE_F32_ASM"):
+        text = getattr(tg, name).value
+        ops = {ln.split()[0] for ln in text.splitlines() if ln.strip() and ln.strip()[0] not in "{}."}
+        assert ops <= sm80, (name, ops - sm80)

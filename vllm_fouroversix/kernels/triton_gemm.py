@@ -91,14 +91,17 @@ def _decode_asm(outs: list[str], in_reg: str, extra: tuple[str, ...] = ()) -> st
 # the low byte of both halves -> the bf16x2 (s_j * 2^118, s_j * 2^118). ``b << 4`` as bf16 bits
 # is exactly s * 2^-120 (E4M3's exponent and mantissa land in bf16's, its subnormals in bf16's
 # subnormals); two exact multiplies by 2^119 (0x7B00) give s * 2^118 <= 448 * 2^118 < 2^127.
+# The multiplies are fmas with a -0 addend (the same bits, +0 stays +0): mul.bf16x2 needs sm_90,
+# fma.bf16x2 sm_80 (tools/compile_triton.py found it, compiling for the A100).
 _SCALE_PTX = """
 {
-.reg .b32 t, c;
+.reg .b32 t, c, nz;
 mov.b32 c, 0x7B007B00;
+mov.b32 nz, 0x80008000;
 prmt.b32 t, $1, 0, $2;
 shl.b32 t, t, 4;
-mul.rn.bf16x2 t, t, c;
-mul.rn.bf16x2 $0, t, c;
+fma.rn.bf16x2 t, t, c, nz;
+fma.rn.bf16x2 $0, t, c, nz;
 }
 """
 
