@@ -641,7 +641,7 @@ def test_pre_hopper_paths_gpu(cap, monkeypatch):
     qw = be.prepare_weight(QuantizedWeight.from_nvfp4(
         nvfp4.NVFP4Tensor(wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda())))
     kinds = set()
-    for M in (1, 3, 16, 300, 1100):
+    for M in (1, 3, 8, 16, 300, 1100):  # gemv2, mma (cp.async ring), mma (plain loads), tc, dq, dq
         kinds.add(tg.select_config(M, N, K, dev, cublas_prefill=False).kind)
         for dtype in (torch.bfloat16, torch.float16):
             x = _acts((M, K), seed=M, dtype=dtype)
@@ -652,6 +652,7 @@ def test_pre_hopper_paths_gpu(cap, monkeypatch):
                                              act_quant=mode != "none").float()
                 torch.testing.assert_close(out, ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
     assert {"gemv2", "mma", "tc", "dq"} <= kinds and "wgmma" not in kinds, kinds
+    assert not tg._MMA_FAILED, tg._MMA_FAILED  # the Gluon kernel ran, no fallback to the tiles
 
 
 @pytest.mark.gpu

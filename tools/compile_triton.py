@@ -83,6 +83,15 @@ def compile_for(cc: tuple[int, int], ms: list[int], modes: list[str], dtypes: li
                 for mode in modes:
                     amax = torch.tensor(4.0, device=dev) if mode == "static" else None
                     be.linear(x, qw, bias, ActivationQuant("mse", mode), input_amax=amax)
+    from vllm_fouroversix.kernels import triton_gemm
+
+    # A Gluon kernel that fails to compile is recorded, warned about once and replaced by the
+    # Triton tiles for good (a working fallback, but a failure to compile here).
+    for failed, kernel in ((triton_gemm._MMA_FAILED, "_fp4_mma_gemm_kernel"),
+                           (triton_gemm._WGMMA_FAILED, "_fp4_wgmma_gemm_kernel")):
+        if failed:
+            rows.append({"kernel": kernel, "arch": arch, "warps": 0, "stages": 0, "shared": 0, "cubin": 0,
+                         "s": 0.0, "error": failed[0]})
     return rows
 
 
@@ -119,8 +128,8 @@ def main() -> int:
         if r["arch"] != major * 10 + minor or not r["cubin"] or (limit and r["shared"] > limit):
             bad.append(r)
     for r in bad:
-        print(f"compile_triton: {r['kernel']}: arch {r['arch']}, {r['shared']} bytes of shared memory "
-              f"(limit {limit}), cubin {r['cubin']} bytes", file=sys.stderr)
+        why = r.get("error") or f"arch {r['arch']}, {r['shared']} bytes of shared memory (limit {limit})"
+        print(f"compile_triton: {r['kernel']} FAILED: {why}", file=sys.stderr)
     return 1 if bad else 0
 
 

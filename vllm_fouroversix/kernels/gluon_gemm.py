@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import torch
 
-from vllm_fouroversix.kernels.device import INTERPRET, capability, pdl_launch
+from vllm_fouroversix.kernels.device import INTERPRET, capability, e4m3_cvt_supported, pdl_launch
 from vllm_fouroversix.kernels.launch import FastKernel
 from vllm_fouroversix.nvfp4 import ceil_div
 
@@ -172,7 +172,8 @@ if _GLUON:
             """acc += the [16, 128] weight tile (bytes wp, scale bytes sc) x the activations xv,
             times 2^-8 with ``FOLD`` (the scale folded into the decode: 12-16% fewer instructions
             a K step; run 22 measured it 3-4% faster with the cp.async ring, and up to 6% slower
-            with plain loads, so only the ring takes it)."""
+            with plain loads, so only the ring takes it, and the plain loads before sm_89, where
+            Triton cannot convert E4M3: tools/compile_triton.py)."""
             if FOLD:
                 si = sc.to(gl.int32)
                 s = gl.inline_asm_elementwise(_SCALE, "=r,r,r", [si, si * 0 + 0x4040], dtype=gl.int32,
@@ -245,7 +246,7 @@ if _GLUON:
             x_ptr, w_ptr, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
             M, N, K, stride_xm, stride_om, stride_w, stride_s, stride_ga,
             W: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
-            STAGES: gl.constexpr = 1, PDL: gl.constexpr = False,
+            STAGES: gl.constexpr = 1, PDL: gl.constexpr = False, FOLD: gl.constexpr = False,
         ):
             LA: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[W, 1, 1],
                                                          instr_shape=[1, 16, 8])
@@ -276,16 +277,16 @@ if _GLUON:
                     sc = gl.load(s_ptr + s_off, mask=s_in, other=0)
                     gdc_wait()
                     xv = gl.load(x_ptr + x_off, mask=x_in, other=0.0)
-                    acc = _tile_mma(wp, sc, xv, acc, W, LB, LA, False)
+                    acc = _tile_mma(wp, sc, xv, acc, W, LB, LA, FOLD)
                     first = 1
                 for it in range(first, n_it):
                     wp = gl.load(w_ptr + w_off + it * (64 * W), mask=w_in, other=0)
                     sc = gl.load(s_ptr + s_off + it * (8 * W), mask=s_in, other=0)
                     xv = gl.load(x_ptr + x_off + it * (128 * W), mask=x_in, other=0.0)
-                    acc = _tile_mma(wp, sc, xv, acc, W, LB, LA, False)
+                    acc = _tile_mma(wp, sc, xv, acc, W, LB, LA, FOLD)
             acc = gl.sum(acc, axis=0)  # [16 (n), 8 (m)]: the K splits meet (shared memory, once)
-            if STAGES > 1:
-                acc = acc * 256.0  # the ring's decode folds the scale in: q * s * 2^-8 (exact)
+            if STAGES > 1 or FOLD:
+                acc = acc * 256.0  # the decode folded the scale in: q * s * 2^-8 (exact)
             # Epilogue: (acc * (ga * gw)) + bias in FP32, as triton_prefill.scaled_output.
             LO: gl.constexpr = gl.SliceLayout(0, LA)
             on = n0 + gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(1, LO)), 1)
@@ -321,5 +322,6 @@ def fp4_mma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: 
         stages = 1
     _MMA[(ceil_div(N, 16),)](
         a, data, sbytes, gw, ga, bias, out, M, N, K, a.stride(0), out.stride(0), data.stride(0), sbytes.stride(0),
-        stride_ga, W=warps, **flags, STAGES=stages, num_warps=warps, **pdl_launch(pdl))
+        stride_ga, W=warps, **flags, STAGES=stages, FOLD=stages == 1 and not e4m3_cvt_supported(a.device),
+        num_warps=warps, **pdl_launch(pdl))
     return out
