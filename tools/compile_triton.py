@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # Opt-in shared memory a block can use, bytes (CUDA C Programming Guide, "Technical Specifications").
-SMEM_LIMIT = {80: 166912, 86: 101376, 87: 166912, 89: 101376, 90: 232448}
+SMEM_LIMIT = {80: 166912, 86: 101376, 87: 166912, 89: 101376, 90: 232448, 100: 232448, 120: 101376}
 
 
 def compile_for(cc: tuple[int, int], ms: list[int], modes: list[str], dtypes: list[str],
