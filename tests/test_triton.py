@@ -677,6 +677,42 @@ def test_kernels_compile_for_pre_hopper_gpu(cc):
     assert any("mma" in n for n in names) and not any("wgmma" in n for n in names), sorted(names)
 
 
+# tools/setup_env.sh installs the Triton that CUDA vLLM brings here, apart from the venv's own.
+TRITON_FOR_CUDA = os.path.join(os.sys.prefix, "triton-3.7.1")
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="with a GPU, test_kernels_compile_for_pre_hopper_gpu compiles with its Triton")
+@pytest.mark.parametrize("cc", ["9.0", "8.0"])
+def test_kernels_compile_without_gpu(cc):
+    """tools/compile_triton.py on a machine without a GPU, with Triton 3.7.1 (CUDA torch 2.13's, so
+    what vLLM 0.32+ runs the kernels with; the GPU machine has 3.6): every kernel the backend
+    launches on capability ``cc`` assembles for that sm_, the Gluon kernels included (no fallback
+    to the tiles: on 3.7 the mma kernel once failed to compile, see gluon_gemm), within the
+    shared memory a block has, and the wgmma kernel's SASS never writes a register that an
+    in-flight MMA reads."""
+    import subprocess
+    import sys
+
+    if not os.path.isdir(TRITON_FOR_CUDA):
+        pytest.skip(f"{TRITON_FOR_CUDA} missing: tools/setup_env.sh installs it")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([TRITON_FOR_CUDA, root])
+    p = subprocess.run([sys.executable, os.path.join(root, "tools", "compile_triton.py"), "--capability", cc,
+                        "--ms", "1", "3", "16", "300", "1024", "1100", "--modes", "none", "token",
+                        "--dtypes", "bfloat16", "--shapes", "4096x4096", "200x1040"],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "(Triton 3.7.1, no GPU;" in p.stdout, p.stdout[:500]
+    arch = cc.replace(".", "")
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("| _")]
+    assert lines and all(ln.split("|")[2].strip() == arch for ln in lines), p.stdout
+    names = {ln.split("|")[1].strip() for ln in lines}
+    want = {"_quantize_kernel", "_fp4_gemv2_kernel", "_fp4_mma_gemm_kernel", "_fp4_gemm_kernel", "_dequant_kernel"}
+    want |= {"_fp4_wgmma_gemm_kernel", "_prefill_tma_kernel"} if cc == "9.0" else {"_prefill_kernel"}
+    assert want <= names, (sorted(want - names), sorted(names))
+
+
 @pytest.mark.gpu
 def test_split_k_deterministic_and_graph_capturable_gpu():
     N, K = 1024, 4096

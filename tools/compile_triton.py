@@ -15,9 +15,22 @@ on the GPU itself and checks their values.
 
     python3 tools/compile_triton.py                       # sm_80, the default M / modes / dtypes
     python3 tools/compile_triton.py --capability 8.9 --ms 1 16 1100
+    python3 tools/compile_triton.py --capability 9.0      # also on a machine without a GPU
 
-Needs CUDA (Triton's driver) but not a GPU of that capability. Exit status 1 if any kernel
-fails to compile or needs more shared memory than the architecture has.
+With CUDA it uses Triton's driver and CUDA tensors. Without CUDA (CI) it needs no GPU at all:
+Triton's driver is replaced by one that only names the target, the package's device queries
+report that capability, and the operands are CPU tensors (only their dtypes, strides and
+alignments matter to a compile; the torch glue between launches computes on the CPU). That is
+how CI checks that every kernel still compiles for sm_80 and sm_90 with the Triton it installs
+(the one CUDA torch 2.13, and so vLLM 0.32+, pins).
+
+A kernel that issues ``wgmma`` with a register A operand (the Gluon wgmma GEMM) is also checked
+in its SASS: no instruction between an ``HGMMA`` and the ``WARPGROUP.DEPBAR`` that waits for it
+may write a register the in-flight MMA reads (its A fragment) or accumulates, which ptxas does
+not prevent (benchmarks/hopper.md, run 17).
+
+Exit status 1 if any kernel fails to compile, needs more shared memory than the architecture
+has, or fails the SASS check.
 """
 
 from __future__ import annotations
@@ -31,6 +44,117 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # Opt-in shared memory a block can use, bytes (CUDA C Programming Guide, "Technical Specifications").
 SMEM_LIMIT = {80: 166912, 86: 101376, 87: 166912, 89: 101376, 90: 232448, 100: 232448, 120: 101376}
+
+
+def _pretend_gpu(cc: tuple[int, int], target) -> None:
+    """No CUDA: make Triton compile for ``target`` and the package take capability ``cc``'s paths
+    with CPU tensors (process-wide; the tool runs as its own process)."""
+    import sys as _sys
+
+    from triton.runtime import driver
+
+    from vllm_fouroversix.kernels import device as kd
+    from vllm_fouroversix.kernels import triton_gemm
+
+    class TargetOnly:  # all a compile asks of Triton's driver
+        def get_current_device(self):
+            return 0
+
+        def get_current_stream(self, device=None):
+            return 0
+
+        def get_current_target(self):
+            return target
+
+    driver.set_active(TargetOnly())
+
+    def capability(device=None):
+        return cc
+
+    def num_sms(device=None):
+        return 132
+
+    kd.capability, kd.num_sms = capability, num_sms  # kd's other queries call these
+    for name, mod in list(_sys.modules.items()):  # and the modules that imported them by name
+        if name.startswith("vllm_fouroversix.") and mod is not None:
+            for attr, f in (("capability", capability), ("num_sms", num_sms)):
+                if hasattr(mod, attr):
+                    setattr(mod, attr, f)
+    triton_gemm._use_asm = lambda device: True  # the PTX decode, not the interpreter's Python one
+
+
+def wgmma_hazards(cubin: bytes) -> list[str]:
+    """:func:`sass_wgmma_hazards` of a cubin's SASS (cuobjdump, which Triton's NVIDIA backend
+    ships; empty where it is missing)."""
+    import os
+    import subprocess
+    import tempfile
+
+    import triton
+
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    if not cubin or not os.path.exists(tool):
+        return []
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        sass = subprocess.run([tool, "-sass", f.name], capture_output=True, text=True).stdout
+    return sass_wgmma_hazards(sass)
+
+
+def sass_wgmma_hazards(sass: str) -> list[str]:
+    """Instructions of ``sass`` (cuobjdump's text) that write a register an in-flight ``HGMMA``
+    reads (its A fragment: 4 registers from the base) or accumulates (64 x 256 fp32: 128
+    registers). An MMA group is in flight from its HGMMAs until a ``WARPGROUP.DEPBAR.LE gsb0, n``
+    leaves at most n newer groups; a loop's back edge with a group in flight checks the loop body
+    again under it. (ptxas serializes the MMAs where it sees such a hazard, in the Triton 3.6 and
+    3.7 builds checked; run 17 still saw one, so the SASS is checked rather than trusted.)"""
+    import re
+
+    if "HGMMA" not in sass:
+        return []
+    code = [(int(a, 16), i.strip()) for a, i in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;", sass)]
+    index = {a: n for n, (a, _) in enumerate(code)}
+    bad: list[str] = []
+
+    def scan(lo: int, hi: int, groups: list[set], follow: bool) -> list[set]:
+        # groups: the register sets of the MMA groups in flight, oldest first (the last may be open)
+        for n in range(lo, hi):
+            addr, ins = code[n]
+            body = re.sub(r"^@!?U?P\w+\s+", "", ins)
+            op, _, rest = body.partition(" ")
+            if op.startswith("HGMMA"):
+                m = re.match(r"R(\d+),\s*R(\d+),", rest)
+                regs = set()
+                if m:  # C/D and a register A operand (a shared-memory A is a descriptor)
+                    c, a = int(m.group(1)), int(m.group(2))
+                    regs = set(range(a, a + 4)) | set(range(c, c + 128))
+                if not groups or groups[-1] is None:
+                    groups.append(set())
+                groups[-1] = groups[-1] | regs
+                if "gsb0" in rest:
+                    groups.append(None)  # the group is committed; the next HGMMA opens another
+                continue
+            committed = [g for g in groups if g is not None]
+            if op.startswith("WARPGROUP.DEPBAR"):
+                keep = int(rest.rsplit(",", 1)[-1].strip(), 16)
+                groups = committed[len(committed) - keep:] if keep else []
+                continue
+            live = set().union(*committed) if committed else set()
+            m = re.match(r"R(\d+)\b", rest)
+            if live and m and not op.startswith(("ST", "RED", "ATOM", "BRA", "ISETP", "FSETP")):
+                width = 4 if ".128" in op else 2 if (".64" in op or ".WIDE" in op) else 1
+                hit = live & set(range(int(m.group(1)), int(m.group(1)) + width))
+                if hit:
+                    bad.append(f"{addr:#06x} {ins} writes R{min(hit)} under an in-flight HGMMA")
+            b = re.match(r"(0x[0-9a-f]+)", rest.strip()) if op == "BRA" else None
+            if follow and b and live and int(b.group(1), 16) < addr and int(b.group(1), 16) in index:
+                # a loop's back edge with an MMA still in flight: its body runs again under it
+                scan(index[int(b.group(1), 16)], n, [set(g) for g in committed], False)
+        return groups
+
+    scan(0, len(code), [], True)
+    return bad
 
 
 def compile_for(cc: tuple[int, int], ms: list[int], modes: list[str], dtypes: list[str],
@@ -48,10 +172,14 @@ def compile_for(cc: tuple[int, int], ms: list[int], modes: list[str], dtypes: li
     from vllm_fouroversix.kernels import launch, triton_gemm
 
     arch = cc[0] * 10 + cc[1]
-    dev = torch.device("cuda")
-    kd._PROPS[torch.cuda.current_device()] = (kd.num_sms(dev), cc)
     target = GPUTarget("cuda", arch, 32)
-    driver.active.get_current_target = lambda: target  # Triton's binders compile for this arch
+    if torch.cuda.is_available():
+        dev = torch.device("cuda")
+        kd._PROPS[torch.cuda.current_device()] = (kd.num_sms(dev), cc)
+        driver.active.get_current_target = lambda: target  # Triton's binders compile for this arch
+    else:
+        dev = torch.device("cpu")
+        _pretend_gpu(cc, target)
     rows: list[dict] = []
     seen: set[int] = set()
 
@@ -61,9 +189,10 @@ def compile_for(cc: tuple[int, int], ms: list[int], modes: list[str], dtypes: li
             if id(kernel) not in seen:
                 seen.add(id(kernel))
                 md = kernel.metadata
+                cubin = kernel.asm.get("cubin", b"")
                 rows.append({"kernel": md.name, "arch": md.target.arch, "warps": md.num_warps,
-                             "stages": md.num_stages, "shared": md.shared,
-                             "cubin": len(kernel.asm.get("cubin", b""))})
+                             "stages": md.num_stages, "shared": md.shared, "cubin": len(cubin),
+                             **({"error": "SASS: " + "; ".join(bad)} if (bad := wgmma_hazards(cubin)) else {})})
         return go
 
     launch.FastKernel.__getitem__ = compile_only
@@ -73,12 +202,12 @@ def compile_for(cc: tuple[int, int], ms: list[int], modes: list[str], dtypes: li
         w = torch.randn(N, K, generator=g).to(torch.bfloat16)
         wq = nvfp4.quantize(w, "mse", per_row=False)
         qw = be.prepare_weight(QuantizedWeight.from_nvfp4(
-            nvfp4.NVFP4Tensor(wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda())))
+            nvfp4.NVFP4Tensor(wq.data.to(dev), wq.scales.to(dev), wq.global_scale.to(dev))))
         for dt in dtypes:
             dtype = getattr(torch, dt)
-            bias = torch.randn(N, generator=g).to(dtype).cuda()
+            bias = torch.randn(N, generator=g).to(dtype).to(dev)
             for M in ms:
-                x = torch.randn(M, K, generator=g).to(dtype).cuda()
+                x = torch.randn(M, K, generator=g).to(dtype).to(dev)
                 for mode in modes:
                     amax = torch.tensor(4.0, device=dev) if mode == "static" else None
                     be.linear(x, qw, bias, ActivationQuant("mse", mode), input_amax=amax)
@@ -105,9 +234,8 @@ def main() -> int:
     shapes = [tuple(int(v) for v in s.lower().split("x")) for s in a.shapes]
     import torch
 
-    if not torch.cuda.is_available():
-        print("compile_triton: needs CUDA (Triton's driver), though not a GPU of that capability", file=sys.stderr)
-        return 2
+    import triton
+
     t0 = time.perf_counter()
     try:
         rows = compile_for((major, minor), a.ms, a.modes, a.dtypes, shapes)
@@ -116,13 +244,14 @@ def main() -> int:
         return 1
     limit = SMEM_LIMIT.get(major * 10 + minor)
     print(f"sm_{major}{minor}: {len(rows)} kernel specializations compiled in {time.perf_counter() - t0:.0f} s "
-          f"(shared memory limit {limit} bytes a block)")
+          f"(Triton {triton.__version__}, {'CUDA' if torch.cuda.is_available() else 'no GPU'}; "
+          f"shared memory limit {limit} bytes a block)")
     print("| kernel | arch | warps | stages | shared bytes | cubin bytes |")
     print("|---|---|---|---|---|---|")
     bad = []
     for r in sorted(rows, key=lambda r: (r["kernel"], r["shared"])):
         print(f"| {r['kernel']} | {r['arch']} | {r['warps']} | {r['stages']} | {r['shared']} | {r['cubin']} |")
-        if r["arch"] != major * 10 + minor or not r["cubin"] or (limit and r["shared"] > limit):
+        if r["arch"] != major * 10 + minor or not r["cubin"] or (limit and r["shared"] > limit) or r.get("error"):
             bad.append(r)
     for r in bad:
         why = r.get("error") or f"arch {r['arch']}, {r['shared']} bytes of shared memory (limit {limit})"

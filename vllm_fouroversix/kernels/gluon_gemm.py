@@ -103,7 +103,7 @@ def mma_plan(M: int, N: int, K: int) -> tuple[int, int] | None:
 
 
 if _GLUON:
-    try:  # an installed Gluon whose API differs from 3.5/3.6's must not break the import
+    try:  # an installed Gluon whose API differs from 3.5-3.7's must not break the import
         from vllm_fouroversix.kernels.triton_gemm import _DECODE_PTX, _DECODE_SCALED_PTX, _SCALE_PTX
 
         # The E2M1 decode of triton_gemm: 4 packed bytes ($4) -> the low nibbles of bytes 0/1
@@ -113,6 +113,7 @@ if _GLUON:
         _DECODE = gl.constexpr(_DECODE_PTX)
         _DECODE_SCALED = gl.constexpr(_DECODE_SCALED_PTX)
         _SCALE = gl.constexpr(_SCALE_PTX)
+        _THREAD_BARRIER = gl.constexpr(hasattr(gl, "thread_barrier"))  # Triton <= 3.6
 
         @gluon.constexpr_function
         def _weight_layout(W):
@@ -228,7 +229,11 @@ if _GLUON:
             for it in range(n_it):
                 xv = gl.load(x_ptr + x_off + it * (128 * W), mask=x_in, other=0.0)
                 async_copy.wait_group(STAGES - 2)
-                gl.thread_barrier()  # step it's copies visible to all; step it - 1 read by all
+                # step it's copies visible to all; step it - 1 read by all
+                if _THREAD_BARRIER:
+                    gl.thread_barrier()
+                else:
+                    gl.barrier()  # Triton 3.7's name for the same CTA barrier
                 nx = it + STAGES - 1
                 async_copy.async_copy_global_to_shared(w_buf.index(nx % STAGES), w_ptr + w_off + nx * (64 * W),
                                                        mask=w_in & (nx < n_it))
