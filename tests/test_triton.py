@@ -713,6 +713,31 @@ def test_kernels_compile_without_gpu(cc):
     assert want <= names, (sorted(want - names), sorted(names))
 
 
+def test_sass_wgmma_hazard_check():
+    """compile_triton's SASS check flags a write to an in-flight HGMMA's registers, in line and
+    across a loop's back edge while one MMA group stays in flight, and nothing once it is waited for."""
+    import importlib.util
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("compile_triton", os.path.join(root, "tools", "compile_triton.py"))
+    ct = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ct)
+
+    def sass(*ins):
+        return "\n".join(f"        /*{16 * (n + 1):04x}*/                   {i} ;   /* 0x0 */" for n, i in enumerate(ins))
+
+    mma = "HGMMA.64x256x16.F32.BF16 R24, R152, gdesc[UR12], R24, gsb0"
+    assert ct.sass_wgmma_hazards(sass(mma, "LDS.128 R168, [R2]", "WARPGROUP.DEPBAR.LE gsb0, 0x0", "MOV R152, R3")) == []
+    hit = ct.sass_wgmma_hazards(sass(mma, "IMAD.WIDE R154, R3, R4, R5", "WARPGROUP.DEPBAR.LE gsb0, 0x0"))
+    assert len(hit) == 1 and "R154" in hit[0]
+    assert len(ct.sass_wgmma_hazards(sass(mma, "FADD R100, R1, R2", "WARPGROUP.DEPBAR.LE gsb0, 0x0"))) == 1  # accumulator
+    loop = ["LDS.128 R152, [R2]", mma, "WARPGROUP.DEPBAR.LE gsb0, 0x1", "@P0 BRA 0x10", "WARPGROUP.DEPBAR.LE gsb0, 0x0"]
+    hit = ct.sass_wgmma_hazards(sass(*loop))
+    assert len(hit) == 1 and hit[0].startswith("0x0010 LDS.128 R152"), hit
+    loop[2] = "WARPGROUP.DEPBAR.LE gsb0, 0x0"
+    assert ct.sass_wgmma_hazards(sass(*loop)) == []
+
+
 @pytest.mark.gpu
 def test_split_k_deterministic_and_graph_capturable_gpu():
     N, K = 1024, 4096

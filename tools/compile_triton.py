@@ -26,8 +26,8 @@ how CI checks that every kernel still compiles for sm_80 and sm_90 with the Trit
 
 A kernel that issues ``wgmma`` with a register A operand (the Gluon wgmma GEMM) is also checked
 in its SASS: no instruction between an ``HGMMA`` and the ``WARPGROUP.DEPBAR`` that waits for it
-may write a register the in-flight MMA reads (its A fragment) or accumulates, which ptxas does
-not prevent (benchmarks/hopper.md, run 17).
+may write a register the in-flight MMA reads (its A fragment) or accumulates (run 17 saw that
+happen; the ptxas builds checked since serialize the MMAs instead, see docs/hopper.md).
 
 Exit status 1 if any kernel fails to compile, needs more shared memory than the architecture
 has, or fails the SASS check.
@@ -49,8 +49,6 @@ SMEM_LIMIT = {80: 166912, 86: 101376, 87: 166912, 89: 101376, 90: 232448, 100: 2
 def _pretend_gpu(cc: tuple[int, int], target) -> None:
     """No CUDA: make Triton compile for ``target`` and the package take capability ``cc``'s paths
     with CPU tensors (process-wide; the tool runs as its own process)."""
-    import sys as _sys
-
     from triton.runtime import driver
 
     from vllm_fouroversix.kernels import device as kd
@@ -75,7 +73,7 @@ def _pretend_gpu(cc: tuple[int, int], target) -> None:
         return 132
 
     kd.capability, kd.num_sms = capability, num_sms  # kd's other queries call these
-    for name, mod in list(_sys.modules.items()):  # and the modules that imported them by name
+    for name, mod in list(sys.modules.items()):  # and the modules that imported them by name
         if name.startswith("vllm_fouroversix.") and mod is not None:
             for attr, f in (("capability", capability), ("num_sms", num_sms)):
                 if hasattr(mod, attr):
