@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 
 import pytest
 import torch
@@ -33,6 +34,7 @@ from vllm_fouroversix.kernels import triton_quantize as tq  # noqa: E402
 RULES = ["mse", "mae", "abs_max", "static_6", "static_4"]
 interpret = pytest.mark.skipif(HAS_CUDA, reason="interpreter tests run where there is no GPU (CI)")
 DEV = "cuda" if HAS_CUDA else "cpu"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _acts(shape, seed, dtype=torch.bfloat16):
@@ -655,22 +657,29 @@ def test_pre_hopper_paths_gpu(cap, monkeypatch):
     assert not tg._MMA_FAILED, tg._MMA_FAILED  # the Gluon kernel ran, no fallback to the tiles
 
 
+def _compile_triton(cc: str, args: list[str], timeout: int, env: dict | None = None,
+                    expect: str = "") -> set[str]:
+    """Run tools/compile_triton.py for capability ``cc``; assert it passed, that ``expect`` is in
+    its summary and that every kernel it lists was built for that sm_; return the kernel names."""
+    import subprocess
+
+    tool = os.path.join(ROOT, "tools", "compile_triton.py")
+    p = subprocess.run([sys.executable, tool, "--capability", cc, *args], capture_output=True, text=True,
+                       timeout=timeout, env=env)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert expect in p.stdout, p.stdout[:500]
+    arch = cc.replace(".", "")
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("| _")]
+    assert lines and all(ln.split("|")[2].strip() == arch for ln in lines), p.stdout
+    return {ln.split("|")[1].strip() for ln in lines}
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("cc", ["8.0", "8.6", "8.9"])
 def test_kernels_compile_for_pre_hopper_gpu(cc):
     """tools/compile_triton.py: every kernel the backend launches on capability ``cc`` assembles
     for that sm_ (ptxas) and fits its shared memory (8.6 and 8.9: 99 KB a block)."""
-    import subprocess
-    import sys
-
-    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "compile_triton.py")
-    p = subprocess.run([sys.executable, tool, "--capability", cc, "--ms", "1", "3", "16", "300", "1100",
-                        "--shapes", "640x2048", "200x1040"], capture_output=True, text=True, timeout=400)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    arch = cc.replace(".", "")
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("| _")]
-    names = {ln.split("|")[1].strip() for ln in lines}
-    assert all(ln.split("|")[2].strip() == arch for ln in lines), p.stdout
+    names = _compile_triton(cc, ["--ms", "1", "3", "16", "300", "1100", "--shapes", "640x2048", "200x1040"], 400)
     # The quantizer, the GEMV, the Gluon mma kernel, the tensor-core tiles, the dequant + prefill GEMM.
     for k in ("_quantize_kernel", "_fp4_gemv2_kernel", "_fp4_gemm_kernel", "_dequant_kernel", "_prefill_kernel"):
         assert k in names, (k, sorted(names))
@@ -678,7 +687,7 @@ def test_kernels_compile_for_pre_hopper_gpu(cc):
 
 
 # tools/setup_env.sh installs the Triton that CUDA vLLM brings here, apart from the venv's own.
-TRITON_FOR_CUDA = os.path.join(os.sys.prefix, "triton-3.7.1")
+TRITON_FOR_CUDA = os.path.join(sys.prefix, "triton-3.7.1")
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="with a GPU, test_kernels_compile_for_pre_hopper_gpu compiles with its Triton")
@@ -690,24 +699,13 @@ def test_kernels_compile_without_gpu(cc):
     to the tiles: on 3.7 the mma kernel once failed to compile, see gluon_gemm), within the
     shared memory a block has, and the wgmma kernel's SASS never writes a register that an
     in-flight MMA reads."""
-    import subprocess
-    import sys
-
     if not os.path.isdir(TRITON_FOR_CUDA):
         pytest.skip(f"{TRITON_FOR_CUDA} missing: tools/setup_env.sh installs it")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join([TRITON_FOR_CUDA, root])
-    p = subprocess.run([sys.executable, os.path.join(root, "tools", "compile_triton.py"), "--capability", cc,
-                        "--ms", "1", "3", "16", "300", "1024", "1100", "--modes", "none", "token",
-                        "--dtypes", "bfloat16", "--shapes", "4096x4096", "200x1040"],
-                       capture_output=True, text=True, timeout=600, env=env)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    assert "(Triton 3.7.1, no GPU;" in p.stdout, p.stdout[:500]
-    arch = cc.replace(".", "")
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("| _")]
-    assert lines and all(ln.split("|")[2].strip() == arch for ln in lines), p.stdout
-    names = {ln.split("|")[1].strip() for ln in lines}
+    env["PYTHONPATH"] = os.pathsep.join([TRITON_FOR_CUDA, ROOT])
+    names = _compile_triton(cc, ["--ms", "1", "3", "16", "300", "1024", "1100", "--modes", "none", "token",
+                                 "--dtypes", "bfloat16", "--shapes", "4096x4096", "200x1040"], 600, env,
+                            expect="(Triton 3.7.1, no GPU;")
     want = {"_quantize_kernel", "_fp4_gemv2_kernel", "_fp4_mma_gemm_kernel", "_fp4_gemm_kernel", "_dequant_kernel"}
     want |= {"_fp4_wgmma_gemm_kernel", "_prefill_tma_kernel"} if cc == "9.0" else {"_prefill_kernel"}
     assert want <= names, (sorted(want - names), sorted(names))
@@ -718,8 +716,7 @@ def test_sass_wgmma_hazard_check():
     across a loop's back edge while one MMA group stays in flight, and nothing once it is waited for."""
     import importlib.util
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("compile_triton", os.path.join(root, "tools", "compile_triton.py"))
+    spec = importlib.util.spec_from_file_location("compile_triton", os.path.join(ROOT, "tools", "compile_triton.py"))
     ct = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ct)
 

@@ -115,30 +115,27 @@ def sass_wgmma_hazards(sass: str) -> list[str]:
     index = {a: n for n, (a, _) in enumerate(code)}
     bad: list[str] = []
 
-    def scan(lo: int, hi: int, groups: list[set], follow: bool) -> list[set]:
-        # groups: the register sets of the MMA groups in flight, oldest first (the last may be open)
+    def scan(lo: int, hi: int, committed: list[set], follow: bool) -> None:
+        # committed: the register sets of the MMA groups in flight, oldest first; open: the HGMMAs
+        # issued since the last commit (gsb0)
+        open_: set = set()
         for n in range(lo, hi):
             addr, ins = code[n]
             body = re.sub(r"^@!?U?P\w+\s+", "", ins)
             op, _, rest = body.partition(" ")
             if op.startswith("HGMMA"):
                 m = re.match(r"R(\d+),\s*R(\d+),", rest)
-                regs = set()
                 if m:  # C/D and a register A operand (a shared-memory A is a descriptor)
                     c, a = int(m.group(1)), int(m.group(2))
-                    regs = set(range(a, a + 4)) | set(range(c, c + 128))
-                if not groups or groups[-1] is None:
-                    groups.append(set())
-                groups[-1] = groups[-1] | regs
+                    open_ |= set(range(a, a + 4)) | set(range(c, c + 128))
                 if "gsb0" in rest:
-                    groups.append(None)  # the group is committed; the next HGMMA opens another
+                    committed, open_ = committed + [open_], set()
                 continue
-            committed = [g for g in groups if g is not None]
             if op.startswith("WARPGROUP.DEPBAR"):
                 keep = int(rest.rsplit(",", 1)[-1].strip(), 16)
-                groups = committed[len(committed) - keep:] if keep else []
+                committed = committed[len(committed) - keep:] if keep else []
                 continue
-            live = set().union(*committed) if committed else set()
+            live = set().union(open_, *committed)
             m = re.match(r"R(\d+)\b", rest)
             if live and m and not op.startswith(("ST", "RED", "ATOM", "BRA", "ISETP", "FSETP")):
                 width = 4 if ".128" in op else 2 if (".64" in op or ".WIDE" in op) else 1
@@ -148,8 +145,7 @@ def sass_wgmma_hazards(sass: str) -> list[str]:
             b = re.match(r"(0x[0-9a-f]+)", rest.strip()) if op == "BRA" else None
             if follow and b and live and int(b.group(1), 16) < addr and int(b.group(1), 16) in index:
                 # a loop's back edge with an MMA still in flight: its body runs again under it
-                scan(index[int(b.group(1), 16)], n, [set(g) for g in committed], False)
-        return groups
+                scan(index[int(b.group(1), 16)], n, committed + [open_], False)
 
     scan(0, len(code), [], True)
     return bad
