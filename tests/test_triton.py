@@ -23,6 +23,7 @@ triton = pytest.importorskip("triton")
 import triton.language as tl  # noqa: E402
 
 from vllm_fouroversix import nvfp4  # noqa: E402
+from vllm_fouroversix.nvfp4 import ScaleRule  # noqa: E402
 from vllm_fouroversix.backends.base import ActivationQuant, QuantizedWeight  # noqa: E402
 from vllm_fouroversix.backends.triton import TritonBackend  # noqa: E402
 from vllm_fouroversix.kernels import gluon_gemm as gg  # noqa: E402
@@ -521,6 +522,25 @@ def test_mma_warps_and_selection():
         assert tg.select_config(M, 4096, 4096, torch.device("cpu")).kind != "mma"
 
 
+def test_quantizer_sign_mask_selection(monkeypatch):
+    # The operand mode (W4A4 on Hopper) ORs 16-bit sign masks into its output pairs: bf16 input on
+    # sm_90+ (set.lt.u32.bf16x2), f16 input anywhere, mse/mae only (other rules would lose CTAs an SM
+    # to the masks' registers); the packed mode, fp32 input and the interpreter keep the sign words.
+    dev = torch.device("cpu")
+    monkeypatch.setattr(tq, "INTERPRET", False)
+    deq = object()
+    bf, f16 = torch.bfloat16, torch.float16
+    for cc, dtype, rule, packed, want in [((9, 0), bf, "mse", False, 1), ((9, 0), f16, "mae", False, 2),
+                                          ((8, 0), bf, "mse", False, 0), ((8, 0), f16, "mse", False, 2),
+                                          ((9, 0), torch.float32, "mse", False, 0), ((9, 0), bf, "mse", True, 0),
+                                          ((9, 0), bf, "abs_max", False, 0), ((9, 0), bf, "static_6", False, 0)]:
+        monkeypatch.setattr(tq, "capability", lambda d, cc=cc: cc)
+        assert tq._sign_mask(ScaleRule(rule), dtype, dev, packed, deq) == want, (cc, dtype, rule, packed)
+    assert tq._sign_mask(ScaleRule.mse, torch.bfloat16, dev, False, None) == 0  # no operand written
+    monkeypatch.setattr(tq, "INTERPRET", True)
+    assert tq._sign_mask(ScaleRule.mse, torch.bfloat16, dev, False, deq) == 0
+
+
 def test_wgmma_selection(monkeypatch):
     # The Gluon wgmma kernel (128 < M <= 1024, bf16, sm_90) is taken where its 128 x 256 tiles
     # fill the SMs (last wave >= 85% full, or one wave >= 70%), where M > 768 and its launches
@@ -589,6 +609,7 @@ def test_quantizer_bit_exact_gpu(rule):
             x[0, :32] = 0
             x[1, 3] = -0.0
             x[1, 5] = -1e-30 if dtype == torch.bfloat16 else -1e-7
+            x[-1, 32:48] = -1e-30 if dtype == torch.bfloat16 else -1e-7  # a block of scale 0: no sign bits
             amax = 0.5 * x.float().abs().max().item() if mode == "static" else None
             if mode == "token_amax":  # a given per-row amax (tensor parallelism), above each row's own
                 amax = x.float().abs().amax(-1) * 1.25

@@ -14,7 +14,8 @@ Bit-exact with :func:`vllm_fouroversix.nvfp4.quantize` for every rule:
 - every operation of SPEC section 2 in the same order, correctly rounded:
   divisions IEEE (``tl.div_rn``) or, for ``x / 3`` (the block max's ``/ 6`` and
   the ``/ 1536`` of the error's dequantization), one FMA-corrected reciprocal
-  multiply that equals it (:func:`_div3`); no other fused multiply-adds (the
+  multiply that equals it (:func:`_div3`); the error's subtraction one FMA whose
+  product is exact (:func:`_neg_deq_error`); no other fused multiply-adds (the
   launch passes ``enable_fp_fusion=False``);
 - the E4M3 rounding by the hardware conversion on sm_89+ and in integer
   arithmetic elsewhere (the interpreter too), the E2M1 rounding by a
@@ -37,7 +38,8 @@ import torch
 import triton
 import triton.language as tl
 
-from vllm_fouroversix.kernels.device import e4m3_cvt_supported, num_sms, pdl_launch, pdl_supported
+from vllm_fouroversix.kernels.device import (INTERPRET, capability, e4m3_cvt_supported, num_sms, pdl_launch,
+                                             pdl_supported)
 from vllm_fouroversix.kernels.launch import FastKernel
 from vllm_fouroversix.nvfp4 import BLOCK_SIZE, ScaleRule, ceil_div, next_pow2, rule_constants
 
@@ -77,6 +79,21 @@ _BLOCKS_PER_THREAD = 1
 # Extra launch options (benchmark sweeps: e.g. maxnreg).
 _EXTRA_LAUNCH: dict = {}
 _HW_CVT_OFF = os.environ.get("VLLM_FOUROVERSIX_NO_HW_CVT", "0") not in ("", "0")
+
+
+# The operand mode's 16-bit sign masks (off: the sign words, as the packed mode; experiments).
+_SIGN_MASKS = True
+
+
+def _sign_mask(rule: ScaleRule, dtype: torch.dtype, dev: torch.device, write_packed: bool, deq) -> int:
+    """The operand mode's sign path: 1 (bf16 input, sm_90+: ``set.lt.u32.bf16x2``), 2 (f16 input),
+    0 (the sign words: packed codes, fp32 input, the interpreter, and the rules other than mse/mae,
+    where the masks' registers cost CTAs an SM: abs_max 80 -> 91, static_6 40 -> 48 at K = 4096)."""
+    if not _SIGN_MASKS or write_packed or deq is None or INTERPRET or rule not in (ScaleRule.mse, ScaleRule.mae):
+        return 0
+    if dtype == torch.bfloat16:
+        return 1 if capability(dev) >= (9, 0) else 0
+    return 2 if dtype == torch.float16 else 0
 
 
 def _hw_cvt(dev: torch.device) -> bool:
@@ -167,19 +184,20 @@ def _e2m1_round(y, CLAMP: tl.constexpr = True):
 
 
 @triton.jit
-def _deq(v, d1, d3h):
-    """((q * s) * amax) / 1536 for E2M1 values v (fp32), from the per-block values
-    d1 = ((1 * s) * amax) / 1536 and d3h = (((3 * s) * amax) / 1536) / 2.
+def _neg_deq_error(v, a, nd1, nd3h):
+    """a - deq for E2M1 values v (fp32) and |x| a, where deq = ((q * s) * amax) / 1536, from the
+    per-block nd1 = -d1, d1 = ((1 * s) * amax) / 1536, and nd3h = -d3h, d3h = (((3 * s) * amax) / 1536) / 2.
 
-    q * s is exact, and q is 2^k (q = 0.5, 1, 2, 4) or 3 * 2^k (q = 1.5, 3, 6):
-    scaling by a power of two commutes with every rounding (no subnormals), so
-    this equals the SPEC's per-element expression bit for bit with 2 divisions
-    a block instead of 16. v with its mantissa bit cleared is 2^k (q = 2^k) or
-    2^(k+1) (q = 3 * 2^k, hence d3 / 2).
-    """
+    q * s is exact, and q is 2^k (q = 0.5, 1, 2, 4) or 3 * 2^k (q = 1.5, 3, 6): scaling by a
+    power of two commutes with every rounding (no subnormals), so deq = p2 * d exactly, with p2 =
+    v with its mantissa bit cleared (2^k, or 2^(k+1) for q = 3 * 2^k, hence d3 / 2): 2 divisions a
+    block instead of 16. The product being exact, one FMA rounds only the difference, as the
+    SPEC's subtraction does. The error comes out negated (rounding is symmetric, and the rules use
+    only its square or magnitude); negating the block's d, not a, keeps no second copy of a live
+    (run 33: 28 fewer instructions a block than a multiply and a subtraction)."""
     vb = v.to(tl.int32, bitcast=True)
     p2 = (vb & 0x7F800000).to(tl.float32, bitcast=True)
-    return p2 * tl.where((vb & 0x400000) != 0, d3h, d1)
+    return tl.fma(p2, tl.where((vb & 0x400000) != 0, nd3h, nd1), a)
 
 
 @triton.jit
@@ -239,10 +257,10 @@ def _d3h(sf, amax):
 
 @triton.jit
 def _cand_error(a_lo, a_hi, v_lo, v_hi, d1, d3h, RULE: tl.constexpr):
-    d1 = d1[:, None]
-    d3h = d3h[:, None]
-    e_lo = _deq(v_lo, d1, d3h) - a_lo
-    e_hi = _deq(v_hi, d1, d3h) - a_hi
+    nd1 = -d1[:, None]
+    nd3h = -d3h[:, None]
+    e_lo = _neg_deq_error(v_lo, a_lo, nd1, nd3h)  # -(deq - a): the same square and magnitude
+    e_hi = _neg_deq_error(v_hi, a_hi, nd1, nd3h)
     if RULE == 2:  # mse
         return _seq8(e_lo * e_lo + e_hi * e_hi)
     elif RULE == 3:  # mae
@@ -282,6 +300,24 @@ def _with_sign(q, bit):
 
 
 @triton.jit
+def _neg_mask(x, SIGN_MASK: tl.constexpr):
+    """x [B, 8] fp32 (from bf16 if SIGN_MASK == 1, f16 if 2) -> int16 masks, 0xFFFF where x < 0."""
+    if SIGN_MASK == 1:
+        return tl.inline_asm_elementwise("{.reg .b32 z; mov.b32 z, 0; set.lt.u32.bf16x2 $0, $1, z;}", "=r,r",
+                                         [x.to(tl.bfloat16)], dtype=tl.int16, is_pure=True, pack=2)
+    else:
+        return tl.inline_asm_elementwise("{.reg .b32 z; mov.b32 z, 0; set.lt.u32.f16x2 $0, $1, z;}", "=r,r",
+                                         [x.to(tl.float16)], dtype=tl.int16, is_pure=True, pack=2)
+
+
+@triton.jit
+def _or_sign(q, m, keep):
+    """16-bit q | (m & keep), two an instruction (q bf16/f16, m and keep int16)."""
+    return tl.inline_asm_elementwise("lop3.b32 $0, $1, $2, $3, 0xF8;", "=r,r,r,r", [q, m, keep + tl.zeros_like(m)],
+                                     dtype=q.dtype, is_pure=True, pack=2)
+
+
+@triton.jit
 def _load_tile(x_row, blk0, nb, CB: tl.constexpr):
     """Blocks blk0 .. blk0+CB-1 of a row as two [CB, 8] fp32 halves (each thread: whole blocks)."""
     blk = blk0 + tl.arange(0, CB)
@@ -306,8 +342,14 @@ def _quant_tile(
     x_lo, x_hi, data_row, scales_row, deq_row, blk0, nb, amax, enc, dec,
     CB: tl.constexpr, RULE: tl.constexpr, M: tl.constexpr,
     WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr, AMAX_IS_MAX: tl.constexpr,
+    SIGN_MASK: tl.constexpr = 0,
 ):
     blk = blk0 + tl.arange(0, CB)
+    if SIGN_MASK:
+        # Operand mode only: the signs as 16-bit masks (0xFFFF where x < 0, not -0.0), two an
+        # instruction, OR-ed into the bf16/f16 output pairs at the end (one lop3 a pair)
+        m_lo = _neg_mask(x_lo, SIGN_MASK)
+        m_hi = _neg_mask(x_hi, SIGN_MASK)
     bmask = blk < nb
     # The signs as two words a block (bit 4j + 3: x_j < 0), taken now so that x need not stay
     # in registers (run 23: the operand mode kept x to the end, 71 instead of 48 registers).
@@ -356,7 +398,15 @@ def _quant_tile(
         woffs = blk[:, None] * 2 + tl.arange(0, 2)[None, :]
         tl.store(words + woffs, w, mask=bmask[:, None])
         tl.store(scales_row + blk, sbyte.to(tl.uint8), mask=bmask)
-    if WRITE_DEQ:
+    if WRITE_DEQ and SIGN_MASK:
+        offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
+        m2 = bmask[:, None]
+        sf2 = sf[:, None]
+        keep16 = tl.where(sbyte != 0, -32768, 0).to(tl.int16)[:, None]  # 0x8000: scale 0, no sign
+        ty = deq_row.dtype.element_ty
+        tl.store(deq_row + offs, _or_sign((v_lo * sf2).to(ty), m_lo, keep16), mask=m2)
+        tl.store(deq_row + offs + 8, _or_sign((v_hi * sf2).to(ty), m_hi, keep16), mask=m2)
+    elif WRITE_DEQ:
         # q * float(s) without the global scale: exact in bf16 (<= 6 significant bits).
         offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
         m2 = bmask[:, None]
@@ -376,6 +426,7 @@ def _quantize_kernel(
     ROW_AMAX: tl.constexpr, AMAX_PER_ROW: tl.constexpr, NUM_CHUNKS: tl.constexpr, CB: tl.constexpr,
     WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr,
     LAUNCH_DEPENDENTS: tl.constexpr = False, SPLIT: tl.constexpr = False, AMAX_TILE: tl.constexpr = 1024,
+    SIGN_MASK: tl.constexpr = 0,
     AMAX_ITERS: tl.constexpr = 1, AMAX_IS_MAX: tl.constexpr = False, PDL_WAIT: tl.constexpr = False,
 ):
     """Program (row, c): row ``row``; all its NUM_CHUNKS chunks of CB blocks, or with
@@ -423,10 +474,10 @@ def _quantize_kernel(
     enc, dec = _enc_dec(amax, MS)
     if NUM_CHUNKS == 1:
         _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, 0, nb, amax, enc, dec,
-                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
+                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX, SIGN_MASK)
     elif SPLIT:
         _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
-                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
+                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX, SIGN_MASK)
     else:
         # The next chunk is requested before this one is quantized, so that its read overlaps
         # the compute (run 21b: [1024..4096, 14336] 12-13% faster in the operand mode).
@@ -434,7 +485,7 @@ def _quantize_kernel(
         for c in range(NUM_CHUNKS):
             n_lo, n_hi = _load_tile(x_row, (c + 1) * CB, nb, CB)  # masked off past the row's end
             _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
-                        CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX)
+                        CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX, SIGN_MASK)
             x_lo = n_lo
             x_hi = n_hi
 
@@ -591,7 +642,8 @@ def quantize_triton(
         WRITE_PACKED=write_packed, WRITE_DEQ=deq is not None, HW_CVT=_hw_cvt(dev),
         LAUNCH_DEPENDENTS=launch_dependents and pdl_supported(dev),
         SPLIT=split, AMAX_TILE=amax_tile, AMAX_ITERS=ceil_div(K, amax_tile) if split else 1,
-        AMAX_IS_MAX=amax is None, num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
+        AMAX_IS_MAX=amax is None, SIGN_MASK=_sign_mask(rule, x.dtype, dev, write_packed, deq),
+        num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
         **pdl_launch(pdl_wait and pdl_supported(dev), "PDL_WAIT"),
     )
     return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
