@@ -279,8 +279,9 @@ def _e2m1_kernel(y_ptr, v_ptr, c_ptr, p_ptr, u_ptr, n, BLOCK: tl.constexpr):
     # the codes packed 8 to a word (element j in bits 4j..4j+2)
     w = tq._pack_codes(tl.reshape(v, (BLOCK // 8, 8)))
     tl.store(c_ptr + tl.arange(0, BLOCK // 8), w)
-    # _deq with d1 = 1, d3 = 1: the power of two it reads off v (q / 3 for q = 1.5, 3, 6, else q)
-    tl.store(p_ptr + o, tq._deq(v, 1.0, 0.5), mask=m)
+    # the dequantization inside _neg_deq_error (a = 0, d1 = 1, d3 = 1): the power of two it reads off v
+    # (q / 3 for q = 1.5, 3, 6, else q)
+    tl.store(p_ptr + o, -tq._neg_deq_error(v, 0.0, -1.0, -0.5), mask=m)
     tl.store(u_ptr + o, tq._e2m1_round(y, False), mask=m)  # no clamp: right below 7
 
 
