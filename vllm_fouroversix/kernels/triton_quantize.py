@@ -399,24 +399,22 @@ def _quant_tile(
         woffs = blk[:, None] * 2 + tl.arange(0, 2)[None, :]
         tl.store(words + woffs, w, mask=bmask[:, None])
         tl.store(scales_row + blk, sbyte.to(tl.uint8), mask=bmask)
-    if WRITE_DEQ and SIGN_MASK:
-        offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
-        m2 = bmask[:, None]
-        sf2 = sf[:, None]
-        keep16 = tl.where(sbyte != 0, -32768, 0).to(tl.int16)[:, None]  # 0x8000: scale 0, no sign
-        ty = deq_row.dtype.element_ty
-        tl.store(deq_row + offs, _or_sign((v_lo * sf2).to(ty), m_lo, keep16), mask=m2)
-        tl.store(deq_row + offs + 8, _or_sign((v_hi * sf2).to(ty), m_hi, keep16), mask=m2)
-    elif WRITE_DEQ:
+    if WRITE_DEQ:
         # q * float(s) without the global scale: exact in bf16 (<= 6 significant bits).
         offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
         m2 = bmask[:, None]
         sf2 = sf[:, None]
-        sh = tl.arange(0, 8)[None, :] * 4 + 3  # element j's sign bit in its word
-        q_lo = _with_sign(v_lo * sf2, sg_lo[:, None] >> sh)  # -0.0 where q = 0 and x < 0, as -q was
-        q_hi = _with_sign(v_hi * sf2, sg_hi[:, None] >> sh)
-        tl.store(deq_row + offs, q_lo.to(deq_row.dtype.element_ty), mask=m2)
-        tl.store(deq_row + offs + 8, q_hi.to(deq_row.dtype.element_ty), mask=m2)
+        ty = deq_row.dtype.element_ty
+        if SIGN_MASK:
+            keep16 = tl.where(sbyte != 0, -32768, 0).to(tl.int16)[:, None]  # 0x8000: scale 0, no sign
+            tl.store(deq_row + offs, _or_sign((v_lo * sf2).to(ty), m_lo, keep16), mask=m2)
+            tl.store(deq_row + offs + 8, _or_sign((v_hi * sf2).to(ty), m_hi, keep16), mask=m2)
+        else:
+            sh = tl.arange(0, 8)[None, :] * 4 + 3  # element j's sign bit in its word
+            q_lo = _with_sign(v_lo * sf2, sg_lo[:, None] >> sh)  # -0.0 where q = 0 and x < 0, as -q was
+            q_hi = _with_sign(v_hi * sf2, sg_hi[:, None] >> sh)
+            tl.store(deq_row + offs, q_lo.to(ty), mask=m2)
+            tl.store(deq_row + offs + 8, q_hi.to(ty), mask=m2)
 
 
 @triton.jit
