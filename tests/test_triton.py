@@ -529,17 +529,16 @@ def test_quantizer_sign_mask_selection(monkeypatch):
     # to the masks' registers); the packed mode, fp32 input and the interpreter keep the sign words.
     dev = torch.device("cpu")
     monkeypatch.setattr(tq, "INTERPRET", False)
-    deq = object()
     bf, f16 = torch.bfloat16, torch.float16
     for cc, dtype, rule, packed, want in [((9, 0), bf, "mse", False, 1), ((9, 0), f16, "mae", False, 2),
                                           ((8, 0), bf, "mse", False, 0), ((8, 0), f16, "mse", False, 2),
                                           ((9, 0), torch.float32, "mse", False, 0), ((9, 0), bf, "mse", True, 0),
                                           ((9, 0), bf, "abs_max", False, 0), ((9, 0), bf, "static_6", False, 0)]:
         monkeypatch.setattr(tq, "capability", lambda d, cc=cc: cc)
-        assert tq._sign_mask(ScaleRule(rule), dtype, dev, packed, deq) == want, (cc, dtype, rule, packed)
-    assert tq._sign_mask(ScaleRule.mse, torch.bfloat16, dev, False, None) == 0  # no operand written
+        assert tq._sign_mask(ScaleRule(rule), dtype, dev, packed, True) == want, (cc, dtype, rule, packed)
+    assert tq._sign_mask(ScaleRule.mse, torch.bfloat16, dev, False, False) == 0  # no operand written
     monkeypatch.setattr(tq, "INTERPRET", True)
-    assert tq._sign_mask(ScaleRule.mse, torch.bfloat16, dev, False, deq) == 0
+    assert tq._sign_mask(ScaleRule.mse, torch.bfloat16, dev, False, True) == 0
 
 
 def test_wgmma_selection(monkeypatch):

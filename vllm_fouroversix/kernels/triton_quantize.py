@@ -85,11 +85,12 @@ _HW_CVT_OFF = os.environ.get("VLLM_FOUROVERSIX_NO_HW_CVT", "0") not in ("", "0")
 _SIGN_MASKS = True
 
 
-def _sign_mask(rule: ScaleRule, dtype: torch.dtype, dev: torch.device, write_packed: bool, deq) -> int:
+def _sign_mask(rule: ScaleRule, dtype: torch.dtype, dev: torch.device, write_packed: bool,
+               write_deq: bool) -> int:
     """The operand mode's sign path: 1 (bf16 input, sm_90+: ``set.lt.u32.bf16x2``), 2 (f16 input),
     0 (the sign words: packed codes, fp32 input, the interpreter, and the rules other than mse/mae,
     where the masks' registers cost CTAs an SM: abs_max 80 -> 91, static_6 40 -> 48 at K = 4096)."""
-    if not _SIGN_MASKS or write_packed or deq is None or INTERPRET or rule not in (ScaleRule.mse, ScaleRule.mae):
+    if not _SIGN_MASKS or write_packed or not write_deq or INTERPRET or rule not in (ScaleRule.mse, ScaleRule.mae):
         return 0
     if dtype == torch.bfloat16:
         return 1 if capability(dev) >= (9, 0) else 0
@@ -641,7 +642,7 @@ def quantize_triton(
         WRITE_PACKED=write_packed, WRITE_DEQ=deq is not None, HW_CVT=_hw_cvt(dev),
         LAUNCH_DEPENDENTS=launch_dependents and pdl_supported(dev),
         SPLIT=split, AMAX_TILE=amax_tile, AMAX_ITERS=ceil_div(K, amax_tile) if split else 1,
-        AMAX_IS_MAX=amax is None, SIGN_MASK=_sign_mask(rule, x.dtype, dev, write_packed, deq),
+        AMAX_IS_MAX=amax is None, SIGN_MASK=_sign_mask(rule, x.dtype, dev, write_packed, deq is not None),
         num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
         **pdl_launch(pdl_wait and pdl_supported(dev), "PDL_WAIT"),
     )
