@@ -182,6 +182,58 @@ def _check_ties(x, dev):
             _assert_quant_equal(q, nvfp4.quantize(x, rule, per_row=per_row, amax=amax), per_row)
 
 
+def test_k64_order():
+    # The K order of the W4A4 operand that the wgmma kernel reads directly: a permutation within each
+    # 64 values, element 16c + 8w + 4ol + 2e + oh at 32w + 16oh + 8ol + 2c + e (kernels/k64_order.py).
+    from vllm_fouroversix.kernels.k64_order import perm_k64_index, permute_k64, unpermute_k64
+
+    idx = perm_k64_index(192)
+    assert sorted(idx.tolist()) == list(range(192))
+    assert (idx // 64 == torch.arange(192) // 64).all()  # within each 64-value chunk
+    # the 16 values of block c = 1 of the second chunk go to the MMA quad's lane c: 2 values (e) at
+    # k = 2c + {0, 1} of each 8-value group
+    assert idx[64 + 16:64 + 32].tolist() == [66, 82, 67, 83, 74, 90, 75, 91, 98, 114, 99, 115, 106, 122, 107, 123]
+    x = torch.randn(3, 192)
+    y = permute_k64(x)
+    assert torch.equal(y[:, idx], x) and torch.equal(unpermute_k64(y), x)
+    assert torch.equal(y.sum(-1), y.sum(-1)) and torch.allclose(y.sum(-1), x.sum(-1), atol=1e-5)
+    with pytest.raises(ValueError, match="K % 64"):
+        perm_k64_index(96)
+    with pytest.raises(ValueError, match="perm_k64"):
+        tq.quantize_triton(torch.zeros(2, 96), "mse", dequant_dtype=torch.bfloat16, perm_k64=True)
+    with pytest.raises(ValueError, match="perm_k64"):
+        tq.quantize_triton(torch.zeros(2, 128), "mse", perm_k64=True)
+
+
+@interpret
+def test_quantizer_perm_k64_interpreted(monkeypatch):
+    # quantize_triton(perm_k64=True) writes the same operand as the plain mode, in the K64 order, bit
+    # for bit (-0.0 too), on the one-pass, chunked (scaled down) and split-row paths.
+    from vllm_fouroversix.kernels.k64_order import permute_k64
+
+    x = _acts((3, 192), seed=11)
+    x[0, :40] = 0
+    x[1, 3] = -0.0
+    x[2, 64:80] = -1e-30  # a block of scale 0: no sign bits
+    for rule in ("mse", "abs_max", "static_6"):
+        a = tq.quantize_triton(x, rule, write_packed=False, dequant_dtype=torch.bfloat16)
+        b = tq.quantize_triton(x, rule, write_packed=False, dequant_dtype=torch.bfloat16, perm_k64=True)
+        assert torch.equal(permute_k64(a.dequant).view(torch.int16), b.dequant.view(torch.int16)), rule
+        assert b.data is None and torch.equal(a.global_scale, b.global_scale)
+    monkeypatch.setattr(tq, "_MAX_SINGLE_PASS_BLOCKS", 4)
+    monkeypatch.setattr(tq, "_CHUNK_BLOCKS", 4)  # 12 blocks: 3 chunks
+    for per_row in (True, False):
+        a = tq.quantize_triton(x, "mae", per_row=per_row, dequant_dtype=torch.bfloat16)
+        b = tq.quantize_triton(x, "mae", per_row=per_row, dequant_dtype=torch.bfloat16, perm_k64=True)
+        assert torch.equal(permute_k64(a.dequant).view(torch.int16), b.dequant.view(torch.int16))
+        assert torch.equal(a.data, b.data) and torch.equal(a.scales.view(torch.uint8), b.scales.view(torch.uint8))
+    monkeypatch.setattr(tq, "_SPLIT_MIN_BLOCKS", 4)
+    monkeypatch.setattr(tq, "_SHORT_ROW_BLOCKS", 2)
+    a = tq.quantize_triton(x, "mse", dequant_dtype=torch.bfloat16)
+    b = tq.quantize_triton(x, "mse", dequant_dtype=torch.bfloat16, perm_k64=True)
+    assert torch.equal(permute_k64(a.dequant).view(torch.int16), b.dequant.view(torch.int16))
+
+
 @interpret
 def test_quantizer_ties_interpreted():
     # Exact and near ties between the 4/6 candidates (the choice rests on the errors' exact FP32
@@ -559,6 +611,10 @@ def test_wgmma_selection(monkeypatch):
                      (256, 28672, 4096): "wgmma", (1024, 6144, 4096): "wgmma", (768, 6144, 4096): "dq",
                      (512, 6144, 4096): "wgmma", (512, 4096, 4096): "dq", (2048, 4096, 4096): "dq",
                      (128, 28672, 4096): "tc", (1024, 4096, 4128): "dq"}
+    # W4A4 writes its operand in the K64 order exactly where the wgmma kernel takes the product
+    assert {k: tg.k64_operand(*k, dev) for k in kinds} == {k: v == "wgmma" for k, v in kinds.items()}
+    monkeypatch.setattr(tg, "_WGMMA_K64", False)
+    assert not tg.k64_operand(1024, 4096, 4096, dev)
     # launches: one where the tiles fill the waves; else whole waves of 256-row tiles, then one
     # wave of 128-row tiles (6144 rows at M = 1024: 33 x 4 = 132 tiles, then 15 x 8 = 120)
     assert gwg.plan(1024, 4096, 132) == [(0, 4096, 256)]
@@ -594,6 +650,8 @@ def test_is_available_on_cuda_8_or_9_and_the_interpreter():
 @pytest.mark.gpu
 @pytest.mark.parametrize("rule", RULES)
 def test_quantizer_bit_exact_gpu(rule):
+    from vllm_fouroversix.kernels.k64_order import permute_k64
+
     # K = 4096 (one block a thread), 14336 (two), 96 (one warp); fp16 too. 600 x 8192: many rows
     # of over 4096, in 128-block chunks. At most 32 rows of over 4096: each row split over parallel
     # programs (16 x 14336: 7 of 128 blocks; 3 x 20480: 10, 3 amax tiles); 2 x 4096: one a row.
@@ -620,6 +678,11 @@ def test_quantizer_bit_exact_gpu(rule):
                                        amax=amax.cuda() if isinstance(amax, torch.Tensor) else amax,
                                        write_packed=packed, dequant_dtype=torch.bfloat16)
                 _assert_quant_equal(q, r, per_row)
+            if shape[1] % 64 == 0 and dtype == torch.bfloat16:  # the operand in the K64 order (wgmma's)
+                q2 = tq.quantize_triton(x.cuda(), rule, per_row=per_row,
+                                        amax=amax.cuda() if isinstance(amax, torch.Tensor) else amax,
+                                        write_packed=False, dequant_dtype=torch.bfloat16, perm_k64=True)
+                assert torch.equal(q2.dequant.view(torch.int16), permute_k64(q.dequant).view(torch.int16)), (shape, mode)
 
 
 @pytest.mark.gpu
@@ -870,11 +933,18 @@ def test_wgmma_gemm_gpu():
         out = tg.fp4_gemm(xs.cuda()[:, :K], data, scales, gw, bias=bias.cuda(), config=cfg).float().cpu()
         torch.testing.assert_close(out, ref, **tol)
         for per_row, b in ((True, bias), (False, bias), (True, None)):  # compiled variants: with and without bias
-            q = tq.quantize_triton(x.cuda(), "mse", per_row=per_row, write_packed=False, dequant_dtype=torch.bfloat16)
-            out = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, bias=None if b is None else b.cuda(),
-                              config=cfg)
             ref4 = nvfp4.reference_linear(x, wq, b, per_row=per_row).float()
-            torch.testing.assert_close(out.float().cpu(), ref4, rtol=2 ** -7, atol=1e-3 * ref4.abs().max().item())
+            for k64 in (False, True):  # the operand in the K64 order: the kernel's PERM decode
+                q = tq.quantize_triton(x.cuda(), "mse", per_row=per_row, write_packed=False,
+                                       dequant_dtype=torch.bfloat16, perm_k64=k64)
+                out = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale,
+                                  bias=None if b is None else b.cuda(), config=cfg, a_k64=k64)
+                torch.testing.assert_close(out.float().cpu(), ref4, rtol=2 ** -7, atol=1e-3 * ref4.abs().max().item())
+        # a K64 operand on another path (a fallback) is put back in order first
+        out = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, config=tg.GemmConfig(kind="dq"), a_k64=True)
+        torch.testing.assert_close(out.float().cpu(), ref4, rtol=2 ** -7, atol=1e-3 * ref4.abs().max().item())
+        if cfg is None:  # the backend hands the wgmma kernel the K64 operand where it takes the product
+            assert tg.k64_operand(M, N, K, dev)
         if cfg is None:  # fall back: a row stride off 16 bytes, fp16
             xo = torch.empty(M, K + 4, dtype=torch.bfloat16, device=dev)[:, :K]
             xo.copy_(x)

@@ -19,14 +19,14 @@ _KERNELS: tuple | None = None
 
 
 def _kernels() -> tuple:
-    """(fp4_gemm, pdl_mode, quantize_triton), imported on first use (Triton is optional) and then
-    kept: an import statement in ``linear`` costs about a microsecond a call."""
+    """(fp4_gemm, pdl_mode, k64_operand, quantize_triton), imported on first use (Triton is optional)
+    and then kept: an import statement in ``linear`` costs about a microsecond a call."""
     global _KERNELS
     if _KERNELS is None:
-        from vllm_fouroversix.kernels.triton_gemm import fp4_gemm, pdl_mode
+        from vllm_fouroversix.kernels.triton_gemm import fp4_gemm, k64_operand, pdl_mode
         from vllm_fouroversix.kernels.triton_quantize import quantize_triton
 
-        _KERNELS = (fp4_gemm, pdl_mode, quantize_triton)
+        _KERNELS = (fp4_gemm, pdl_mode, k64_operand, quantize_triton)
     return _KERNELS
 
 
@@ -84,7 +84,7 @@ class TritonBackend(Backend):
         act: ActivationQuant,
         input_amax: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        fp4_gemm, pdl_mode, quantize_triton = _kernels()
+        fp4_gemm, pdl_mode, k64_operand, quantize_triton = _kernels()
         check_linear_inputs(x, w, act, input_amax)
         K = x.shape[-1]
         x2 = x if x.dim() == 2 else x.reshape(-1, K)
@@ -101,6 +101,8 @@ class TritonBackend(Backend):
             # the GEMM takes PDL; the quantizer lets the GEMM launch at its start ("early") where that
             # was measured faster, else the GEMM launches when the quantizer's programs have exited.
             mode = pdl_mode(x2.shape[0], w.n, K, x2.device) if self.use_pdl else None
+            # the operand in the K order the wgmma kernel decodes fastest, where it takes the product
+            k64 = k64_operand(x2.shape[0], w.n, K, x2.device)
             q = quantize_triton(
                 x2,
                 act.rule,
@@ -112,7 +114,8 @@ class TritonBackend(Backend):
                 dequant_dtype=torch.bfloat16,
                 launch_dependents=mode == "early",
                 pdl_wait=mode is not None,
+                perm_k64=k64,
             )
             out = fp4_gemm(q.dequant, w.data, scales, w.global_scale, ga=q.global_scale, bias=bias,
-                           out_dtype=x.dtype, pdl=mode is not None)
+                           out_dtype=x.dtype, pdl=mode is not None, a_k64=k64)
         return out if x.dim() == 2 else out.reshape(*x.shape[:-1], w.n)

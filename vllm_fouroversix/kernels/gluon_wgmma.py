@@ -132,9 +132,10 @@ prmt.b32 $0, t0, t1, 0x5410;
 if _GLUON:
     try:  # an installed Gluon whose API differs from 3.5/3.6's must not break the import
         from vllm_fouroversix.kernels.gluon_gemm import scaled_epilogue
-        from vllm_fouroversix.kernels.triton_gemm import _SCALE_PTX
+        from vllm_fouroversix.kernels.triton_gemm import _DECODE_SCALED_PTX, _SCALE_PTX
 
         _DEC = gl.constexpr(_pair_decode_asm())
+        _DEC_WORD = gl.constexpr(_DECODE_SCALED_PTX)
         _SCALE = gl.constexpr(_SCALE_PTX)
         _SELECT = gl.constexpr(_SELECT_PTX)
         _BK = gl.constexpr(BK)
@@ -162,6 +163,54 @@ if _GLUON:
             return gl.DistributedLinearLayout(
                 [[8, 0, 0], [0, 1, 0], [0, 2, 0], [0, 4, 0]], [[0, 0, 1], [0, 0, 2], [1, 0, 0], [2, 0, 0], [4, 0, 0]],
                 [[16, 0, 0], [32, 0, 0]], [], [64, 8, 4])
+
+        @gluon.constexpr_function
+        def _perm_layout():
+            # K-permuted operand (PERM, see :func:`perm_k64`): weight words [64, 4 (c), 2 (w)] of one K
+            # step: thread (g, c) of warp q holds words 2c, 2c + 1 (bytes 8c..8c + 7, all of block c)
+            # of rows 16q + g and 16q + g + 8: one 8-byte load a row, no byte selection
+            return gl.DistributedLinearLayout(
+                [[0, 0, 1], [8, 0, 0]], [[0, 1, 0], [0, 2, 0], [1, 0, 0], [2, 0, 0], [4, 0, 0]],
+                [[16, 0, 0], [32, 0, 0]], [], [64, 4, 2])
+
+        @gluon.jit
+        def _load_words_perm(w_stage, LP3: gl.constexpr):
+            """A stage's weight bytes as int32 words [64, 4, 2] in LP3 (PERM)."""
+            words = w_stage._reinterpret(gl.int32, [64, 8], gl.NVMMASharedLayout(
+                swizzle_byte_width=w_stage.type.layout.swizzle_byte_width, element_bitwidth=32, rank=2))
+            LW2: gl.constexpr = gl.DistributedLinearLayout(
+                [[0, 1], [8, 0]], [[0, 2], [0, 4], [1, 0], [2, 0], [4, 0]], [[16, 0], [32, 0]], [], [64, 8])
+            return gl.convert_layout(gl.reshape(words.load(LW2), [64, 4, 2]), LP3, assert_trivial=True)
+
+        @gluon.jit
+        def _decode_perm(ww, sw, sel, LP3: gl.constexpr, LA: gl.constexpr):
+            """PERM: weight words ww [64, 4, 2] and scale words sw [64] -> the A operand [64, 64]
+            (q * s * 2^-8) in the K order of :func:`perm_k64`. A thread's 8 bytes of a row are all
+            in block c: one multiplier a row (sel [1, 4]: byte c of the scale word, twice)."""
+            s = gl.inline_asm_elementwise(_SCALE, "=r,r,r", [gl.expand_dims(sw, 1) + gl.zeros_like(sel),
+                                                             sel + 0 * gl.expand_dims(sw, 1)],
+                                          dtype=gl.int32, is_pure=True, pack=1)  # [64, 4] bf16x2 (m, m)
+            s = gl.expand_dims(s, 2) + gl.zeros_like(ww)
+            # out o = (byte 0, byte 1) low nibbles, (2, 3) low, (0, 1) high, (2, 3) high of a word
+            d0, d1, d2, d3 = gl.inline_asm_elementwise(_DEC_WORD, "=r,=r,=r,=r,r,r", [ww, s],
+                                                       dtype=(gl.int32, gl.int32, gl.int32, gl.int32),
+                                                       is_pure=True, pack=1)
+            p0 = _halves(d0)
+            p1 = _halves(d1)
+            p2 = _halves(d2)
+            p3 = _halves(d3)
+            # [64, c, w, e, ol, oh]: o = 2 oh + ol; logical k = 32w + 16oh + 8ol + 2c + e
+            t = gl.join(gl.join(p0, p1), gl.join(p2, p3))
+            a = gl.reshape(gl.permute(t, [0, 2, 5, 4, 1, 3]), [64, 64])
+            return gl.convert_layout(a, gl.DotOperandLayout(operand_index=0, parent=LA, k_width=2),
+                                     assert_trivial=True)
+
+        @gluon.jit
+        def _halves(d):
+            """int32 (bf16x2) [..] -> bf16 [.., 2] (low half, high half)."""
+            lo = (d & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
+            hi = (d >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
+            return gl.join(lo, hi)
 
         @gluon.jit
         def _load_bytes(w_stage, bsel, LW: gl.constexpr, LWW3: gl.constexpr):
@@ -221,17 +270,22 @@ if _GLUON:
         def _mma_group(x_smem, w_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
                        M, N, nk, stride_s, stride_om, stride_ga, n0, m0, TBM: gl.constexpr,
                        STAGES: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
-                       PDL: gl.constexpr, CHAINED: gl.constexpr):
+                       PDL: gl.constexpr, CHAINED: gl.constexpr, PERM: gl.constexpr):
             """One warp group: out rows m0.. (TBM) x weight rows n0..n0+63."""
             LA: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                          instr_shape=[16, TBM, 16])
             LW: gl.constexpr = _byte_layout()
             LW3: gl.constexpr = _block_layout()
-            LS: gl.constexpr = gl.SliceLayout(2, LW3)
+            LP3: gl.constexpr = _perm_layout()
+            if PERM:
+                LS: gl.constexpr = gl.SliceLayout(2, LP3)
+            else:
+                LS: gl.constexpr = gl.SliceLayout(2, LW3)
             LWW3: gl.constexpr = _word_layout()
             bc = gl.arange(0, 4, layout=gl.SliceLayout(0, gl.SliceLayout(1, LWW3)))
             bsel = gl.expand_dims(gl.expand_dims(bc, 0), 1) * 0x11 + 0x40  # [1, 1, 4]: byte c of both operands
-            # the 4 scale bytes of a row and K step as one int32 word, split in registers
+            # the 4 scale bytes of a row and K step as one int32 word, split in registers (PERM: a
+            # thread takes byte c only)
             sn = gl.arange(0, 64, layout=gl.SliceLayout(1, LS))
             sel = gl.expand_dims(gl.arange(0, 4, layout=gl.SliceLayout(0, LS)), 0) * 0x101 + 0x4040  # byte j, twice
             s_in = (n0 + sn) < N
@@ -241,8 +295,11 @@ if _GLUON:
             for i in range(nk):
                 st = i % STAGES
                 mbarrier.wait(ready.index(st), (i // STAGES) & 1)
-                wb = _load_bytes(w_smem.index(st), bsel, LW, LWW3)
-                a = _decode(wb, sw, sel, LW, LW3, LA)
+                if PERM:
+                    a = _decode_perm(_load_words_perm(w_smem.index(st), LP3), sw, sel, LP3, LA)
+                else:
+                    wb = _load_bytes(w_smem.index(st), bsel, LW, LWW3)
+                    a = _decode(wb, sw, sel, LW, LW3, LA)
                 sw = gl.load(s_words + (i + 1), mask=s_in & (i + 1 < nk), other=0)  # next step's scales
                 acc = warpgroup_mma(a, x_smem.index(st).permute((1, 0)), acc, is_async=True)
                 # this group's MMA completes before the next decode reuses registers (see the module doc)
@@ -281,6 +338,7 @@ if _GLUON:
             TBM: gl.constexpr, STAGES: gl.constexpr,
             GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
             PDL: gl.constexpr = False, TRIGGER: gl.constexpr = False, CHAINED: gl.constexpr = False,
+            PERM: gl.constexpr = False,
         ):
             if TRIGGER and not PDL:
                 # W4A16: the plan's second launch (a programmatic dependent, CHAINED) may start at once
@@ -299,9 +357,11 @@ if _GLUON:
                 mbarrier.init(empty.index(s), count=2)  # one arrival from each MMA warp group
             gl.warp_specialize([
                 (_mma_group, (x_smem, w0_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, M, N, nk,
-                              stride_s, stride_om, stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED)),
+                              stride_s, stride_om, stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED,
+                              PERM)),
                 (_mma_group, (x_smem, w1_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, M, N, nk,
-                              stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED)),
+                              stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED,
+                              PERM)),
                 (_loader, (x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk, STAGES, PDL, TRIGGER)),
             ], [4, 1], [232, 40])
 
@@ -353,7 +413,7 @@ def _weight_desc(data: torch.Tensor, n0: int, n1: int):
 
 def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
                    ga: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, stride_ga: int, flags: dict,
-                   sms: int = 132, pdl: bool = False, chain: bool = False) -> torch.Tensor:
+                   sms: int = 132, pdl: bool = False, chain: bool = False, perm: bool = False) -> torch.Tensor:
     """``out`` [M, N] = bf16 ``a`` [M, K] x the NVFP4 weight (``data`` [N, K/2], ``sbytes``
     [N, K/16] uint8), with the epilogue operands as ``triton_prefill.epilogue_args`` returns
     them; one or two launches (:func:`plan` for ``sms`` SMs). The operands must pass :func:`usable`.
@@ -375,7 +435,7 @@ def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw
         bias_p = bias[n0:n1] if flags["HAS_BIAS"] else bias
         _WGMMA[(ceil_div(n1 - n0, BN), ceil_div(M, tbm))](
             x_desc, w_desc, sbytes[n0:n1], gw_p, ga, bias_p, out[:, n0:n1], M, n1 - n0, K, sbytes.stride(0),
-            out.stride(0), stride_ga, TBM=tbm, STAGES=_STAGES, **flags,
+            out.stride(0), stride_ga, TBM=tbm, STAGES=_STAGES, PERM=perm, **flags,
             num_warps=4, **pdl_launch(pdl and j == 0),
             **({"TRIGGER": True} if chain and j + 1 < len(launches) else {}),
             **pdl_launch(chain and j > 0, "CHAINED"))

@@ -51,7 +51,7 @@ from vllm_fouroversix.kernels.launch import FastKernel
 from vllm_fouroversix.kernels.triton_prefill import epilogue_args, grouped_pid, prefill_gemm, scaled_output
 from vllm_fouroversix.nvfp4 import ceil_div, next_pow2  # host side: triton.cdiv and triton.next_power_of_2 cost microseconds a call from Python
 
-__all__ = ["GemmConfig", "select_config", "fp4_gemm", "dequantize_weight", "INTERPRET"]
+__all__ = ["GemmConfig", "select_config", "fp4_gemm", "k64_operand", "dequantize_weight", "INTERPRET"]
 
 
 def _decode_asm(outs: list[str], in_reg: str, extra: tuple[str, ...] = ()) -> str:
@@ -877,6 +877,18 @@ _WGMMA_FAILED: list[str] = []
 _WGMMA_PDL = True
 
 
+# W4A4 hands the wgmma kernel its operand in the K64 order (k64_operand; off: experiments).
+_WGMMA_K64 = True
+
+
+def k64_operand(M: int, N: int, K: int, device: torch.device) -> bool:
+    """Whether W4A4's quantizer should write its bf16 operand [M, K] in the K order of
+    :mod:`kernels.k64_order` (``quantize_triton(perm_k64=True)``, then ``fp4_gemm(a_k64=True)``):
+    where the wgmma kernel takes the product, which then decodes each thread's weight bytes without
+    selecting them and with one block scale a row (run 36)."""
+    return _WGMMA_K64 and K % 64 == 0 and select_config(M, N, K, device, cublas_prefill=False).kind == "wgmma"
+
+
 def _wgmma_usable(device: torch.device) -> bool:
     if _WGMMA_FAILED:
         return False
@@ -991,6 +1003,7 @@ def fp4_gemm(
     config: GemmConfig | None = None,
     gw_float: float | None = None,
     pdl: bool = False,
+    a_k64: bool = False,
 ) -> torch.Tensor:
     """``a`` [M, K] (bf16/fp16/fp32) x NVFP4 weight [N, K] -> [M, N].
 
@@ -1004,7 +1017,9 @@ def fp4_gemm(
     wait for that kernel (``griddepcontrol.wait``) and read ``a``; the tensor-core tiles wait
     at their start. The kernel before may let the GEMM launch while it still runs
     (``quantize_triton(launch_dependents=True)``), which pays only on some paths
-    (:func:`pdl_mode`). Ignored on the decode + GEMM path and on other devices.
+    (:func:`pdl_mode`). Ignored on the decode + GEMM path and on other devices. ``a_k64``: ``a``'s
+    columns are in the K order of :mod:`kernels.k64_order` (``quantize_triton(perm_k64=True)``),
+    which the wgmma kernel reads directly; any other path (a fallback) restores the order first.
     """
     if a.dim() != 2:
         raise ValueError("fp4_gemm takes a 2-D activation [M, K]")
@@ -1035,7 +1050,7 @@ def fp4_gemm(
                 gw_t, ga_t, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)
                 return gluon_wgmma.fp4_wgmma_gemm(a, data, sbytes, gw_t, ga_t, bias_t, out, stride_ga, ep,
                                                   sms=num_sms(dev), pdl=pdl and _WGMMA_PDL,
-                                                  chain=pdl_supported(dev))
+                                                  chain=pdl_supported(dev), perm=a_k64)
             except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
                 if config is not None:
                     raise
@@ -1045,6 +1060,10 @@ def fp4_gemm(
                              "and contiguous, aligned weight codes and scales")
         # an operand TMA cannot take (e.g. a row stride off 16 bytes), or the kernel failed
         cfg = select_config(M, N, K, dev, cublas_prefill, allow_mma=False)
+    if a_k64:
+        from vllm_fouroversix.kernels.k64_order import unpermute_k64
+
+        a = unpermute_k64(a)  # only where the wgmma kernel could not take the operand
     if cfg.kind == "dq":
         return _dq_gemm(a, data, sbytes, gw, ga, bias, out, gw_float, cublas_prefill)
     gw, ga, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)

@@ -343,7 +343,7 @@ def _quant_tile(
     x_lo, x_hi, data_row, scales_row, deq_row, blk0, nb, amax, enc, dec,
     CB: tl.constexpr, RULE: tl.constexpr, M: tl.constexpr,
     WRITE_PACKED: tl.constexpr, WRITE_DEQ: tl.constexpr, HW_CVT: tl.constexpr, AMAX_IS_MAX: tl.constexpr,
-    SIGN_MASK: tl.constexpr = 0,
+    SIGN_MASK: tl.constexpr = 0, PERM64: tl.constexpr = False,
 ):
     blk = blk0 + tl.arange(0, CB)
     if SIGN_MASK:
@@ -402,20 +402,36 @@ def _quant_tile(
         tl.store(scales_row + blk, sbyte.to(tl.uint8), mask=bmask)
     if WRITE_DEQ:
         # q * float(s) without the global scale: exact in bf16 (<= 6 significant bits).
-        offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
-        m2 = bmask[:, None]
         sf2 = sf[:, None]
         ty = deq_row.dtype.element_ty
         if SIGN_MASK:
             keep16 = tl.where(sbyte != 0, -32768, 0).to(tl.int16)[:, None]  # 0x8000: scale 0, no sign
-            tl.store(deq_row + offs, _or_sign((v_lo * sf2).to(ty), m_lo, keep16), mask=m2)
-            tl.store(deq_row + offs + 8, _or_sign((v_hi * sf2).to(ty), m_hi, keep16), mask=m2)
+            o_lo = _or_sign((v_lo * sf2).to(ty), m_lo, keep16)
+            o_hi = _or_sign((v_hi * sf2).to(ty), m_hi, keep16)
         else:
             sh = tl.arange(0, 8)[None, :] * 4 + 3  # element j's sign bit in its word
-            q_lo = _with_sign(v_lo * sf2, sg_lo[:, None] >> sh)  # -0.0 where q = 0 and x < 0, as -q was
-            q_hi = _with_sign(v_hi * sf2, sg_hi[:, None] >> sh)
-            tl.store(deq_row + offs, q_lo.to(ty), mask=m2)
-            tl.store(deq_row + offs + 8, q_hi.to(ty), mask=m2)
+            o_lo = _with_sign(v_lo * sf2, sg_lo[:, None] >> sh).to(ty)  # -0.0 where q = 0 and x < 0, as -q was
+            o_hi = _with_sign(v_hi * sf2, sg_hi[:, None] >> sh).to(ty)
+        if PERM64:
+            _store_perm64(deq_row, blk0, nb, o_lo, o_hi)
+        else:
+            offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
+            tl.store(deq_row + offs, o_lo, mask=bmask[:, None])
+            tl.store(deq_row + offs + 8, o_hi, mask=bmask[:, None])
+
+
+@triton.jit
+def _store_perm64(deq_row, blk0, nb, v_lo, v_hi):
+    """Store the tile's operand (v_lo, v_hi [CB, 8]: elements 0..7 and 8..15 of each block) in the K
+    order of ``kernels.k64_order``: element 16c + 8w + 4ol + 2e + oh of a 64-value chunk (block c of the
+    chunk) goes to 32w + 16oh + 8ol + 2c + e. As [CB / 4, 64] chunks, which Triton moves between the
+    threads through shared memory for 16-byte stores (run 36b: [1024, 4096] 1.03x the plain store's
+    time; each thread storing its 4-byte pairs took 1.09x, W4A4 end to end within +-2% of this)."""
+    CB: tl.constexpr = v_lo.shape[0]
+    t = tl.reshape(tl.join(v_lo, v_hi), (CB // 4, 4, 2, 2, 2, 2))  # [chunk, c, ol, e, oh, w]
+    t = tl.reshape(tl.permute(t, (0, 5, 4, 2, 1, 3)), (CB // 4, 64))  # [chunk, 32w + 16oh + 8ol + 2c + e]
+    ch = blk0 // 4 + tl.arange(0, CB // 4)
+    tl.store(deq_row + ch[:, None] * 64 + tl.arange(0, 64)[None, :], t, mask=(ch < nb // 4)[:, None])
 
 
 @triton.jit
@@ -428,6 +444,7 @@ def _quantize_kernel(
     LAUNCH_DEPENDENTS: tl.constexpr = False, SPLIT: tl.constexpr = False, AMAX_TILE: tl.constexpr = 1024,
     SIGN_MASK: tl.constexpr = 0,
     AMAX_ITERS: tl.constexpr = 1, AMAX_IS_MAX: tl.constexpr = False, PDL_WAIT: tl.constexpr = False,
+    PERM64: tl.constexpr = False,
 ):
     """Program (row, c): row ``row``; all its NUM_CHUNKS chunks of CB blocks, or with
     ``SPLIT`` only chunk c = program_id(1) (few rows: a row's chunks run in parallel,
@@ -474,10 +491,10 @@ def _quantize_kernel(
     enc, dec = _enc_dec(amax, MS)
     if NUM_CHUNKS == 1:
         _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, 0, nb, amax, enc, dec,
-                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX, SIGN_MASK)
+                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX, SIGN_MASK, PERM64)
     elif SPLIT:
         _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
-                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX, SIGN_MASK)
+                    CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX, SIGN_MASK, PERM64)
     else:
         # The next chunk is requested before this one is quantized, so that its read overlaps
         # the compute (run 21b: [1024..4096, 14336] 12-13% faster in the operand mode).
@@ -485,7 +502,7 @@ def _quantize_kernel(
         for c in range(NUM_CHUNKS):
             n_lo, n_hi = _load_tile(x_row, (c + 1) * CB, nb, CB)  # masked off past the row's end
             _quant_tile(x_lo, x_hi, data_row, scales_row, deq_row, c * CB, nb, amax, enc, dec,
-                        CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX, SIGN_MASK)
+                        CB, RULE, M, WRITE_PACKED, WRITE_DEQ, HW_CVT, AMAX_IS_MAX, SIGN_MASK, PERM64)
             x_lo = n_lo
             x_hi = n_hi
 
@@ -561,6 +578,7 @@ def quantize_triton(
     dequant_dtype: torch.dtype | None = None,
     launch_dependents: bool = False,
     pdl_wait: bool = False,
+    perm_k64: bool = False,
 ) -> QuantizedActivation:
     """Quantize ``x`` [R, K] (bf16/fp16/fp32, rows contiguous) with the Triton kernel.
 
@@ -576,7 +594,9 @@ def quantize_triton(
     the quantizer itself is launched as a programmatic dependent of the kernel before it
     in the stream, and waits for that kernel at its start (sm_90+; run 25a: W4A4 at
     M = 1..4 1.7-5.6% faster on three of the four Llama-3-8B shapes, 1.3-1.7% slower at
-    4096 x 14336).
+    4096 x 14336). ``perm_k64``: ``dequant`` in the K order of :mod:`kernels.k64_order`
+    (needs ``dequant_dtype`` and K % 64 == 0), which the Hopper wgmma GEMM reads directly
+    (``fp4_gemm(a_k64=True)``).
     """
     rule = ScaleRule(rule)
     if x.dim() != 2:
@@ -584,6 +604,8 @@ def quantize_triton(
     R, K = x.shape
     if K % BLOCK_SIZE:
         raise ValueError(f"K={K} must be a multiple of {BLOCK_SIZE}")
+    if perm_k64 and (dequant_dtype is None or K % 64):
+        raise ValueError(f"perm_k64 needs dequant_dtype and K % 64 == 0 (K={K}, dequant_dtype={dequant_dtype})")
     if x.stride(1) != 1:
         x = x.contiguous()
     c = rule_constants(rule)
@@ -628,6 +650,7 @@ def quantize_triton(
         cb = _MANY_ROWS_CHUNK_BLOCKS if many_rows else _CHUNK_BLOCKS
         chunks = ceil_div(nb, cb)
     dummy = data if data is not None else deq
+    assert not perm_k64 or cb % 4 == 0  # whole 64-value chunks a program (K % 64 == 0, cb a power of 2)
     # One 16-element block a thread (its max and error sums stay in registers),
     # up to 16 warps; longer rows give a thread several blocks.
     num_warps = max(1, min(16, cb // (32 * _BLOCKS_PER_THREAD)))
@@ -644,6 +667,6 @@ def quantize_triton(
         SPLIT=split, AMAX_TILE=amax_tile, AMAX_ITERS=ceil_div(K, amax_tile) if split else 1,
         AMAX_IS_MAX=amax is None, SIGN_MASK=_sign_mask(rule, x.dtype, dev, write_packed, deq is not None),
         num_warps=num_warps, enable_fp_fusion=False, **_EXTRA_LAUNCH,
-        **pdl_launch(pdl_wait and pdl_supported(dev), "PDL_WAIT"),
+        **pdl_launch(pdl_wait and pdl_supported(dev), "PDL_WAIT"), **({"PERM64": True} if perm_k64 else {}),
     )
     return QuantizedActivation(data, None if scales is None else scales.view(torch.float8_e4m3fn), gs, deq)
