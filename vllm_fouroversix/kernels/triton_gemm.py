@@ -886,7 +886,9 @@ def k64_operand(M: int, N: int, K: int, device: torch.device) -> bool:
     :mod:`kernels.k64_order` (``quantize_triton(perm_k64=True)``, then ``fp4_gemm(a_k64=True)``):
     where the wgmma kernel takes the product, which then decodes each thread's weight bytes without
     selecting them and with one block scale a row (run 36)."""
-    return _WGMMA_K64 and K % 64 == 0 and select_config(M, N, K, device, cublas_prefill=False).kind == "wgmma"
+    # the integer tests first: decode calls (small M), which are host-bound outside CUDA graphs, stop there
+    return (_WGMMA_K64 and 128 < M <= 1024 and K % 64 == 0
+            and select_config(M, N, K, device, cublas_prefill=False).kind == "wgmma")
 
 
 def _wgmma_usable(device: torch.device) -> bool:
