@@ -401,23 +401,32 @@ def _quant_tile(
         tl.store(words + woffs, w, mask=bmask[:, None])
         tl.store(scales_row + blk, sbyte.to(tl.uint8), mask=bmask)
     if WRITE_DEQ:
-        # q * float(s) without the global scale: exact in bf16 (<= 6 significant bits).
+        # q * float(s) without the global scale: exact in bf16 (<= 6 significant bits). The plain
+        # order's stores stay where they were before PERM64 existed (the same SASS as then).
+        offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
+        m2 = bmask[:, None]
         sf2 = sf[:, None]
         ty = deq_row.dtype.element_ty
         if SIGN_MASK:
             keep16 = tl.where(sbyte != 0, -32768, 0).to(tl.int16)[:, None]  # 0x8000: scale 0, no sign
             o_lo = _or_sign((v_lo * sf2).to(ty), m_lo, keep16)
+            if not PERM64:
+                tl.store(deq_row + offs, o_lo, mask=m2)
             o_hi = _or_sign((v_hi * sf2).to(ty), m_hi, keep16)
+            if not PERM64:
+                tl.store(deq_row + offs + 8, o_hi, mask=m2)
         else:
             sh = tl.arange(0, 8)[None, :] * 4 + 3  # element j's sign bit in its word
-            o_lo = _with_sign(v_lo * sf2, sg_lo[:, None] >> sh).to(ty)  # -0.0 where q = 0 and x < 0, as -q was
-            o_hi = _with_sign(v_hi * sf2, sg_hi[:, None] >> sh).to(ty)
+            q_lo = _with_sign(v_lo * sf2, sg_lo[:, None] >> sh)  # -0.0 where q = 0 and x < 0, as -q was
+            q_hi = _with_sign(v_hi * sf2, sg_hi[:, None] >> sh)
+            o_lo = q_lo.to(ty)
+            if not PERM64:
+                tl.store(deq_row + offs, o_lo, mask=m2)
+            o_hi = q_hi.to(ty)
+            if not PERM64:
+                tl.store(deq_row + offs + 8, o_hi, mask=m2)
         if PERM64:
             _store_perm64(deq_row, blk0, nb, o_lo, o_hi)
-        else:
-            offs = blk[:, None] * 16 + tl.arange(0, 8)[None, :]
-            tl.store(deq_row + offs, o_lo, mask=bmask[:, None])
-            tl.store(deq_row + offs + 8, o_hi, mask=bmask[:, None])
 
 
 @triton.jit
