@@ -944,9 +944,9 @@ def test_wgmma_gemm_gpu():
         # a K64 operand on another path (a fallback) is put back in order first
         out = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, config=tg.GemmConfig(kind="dq"), a_k64=True)
         torch.testing.assert_close(out.float().cpu(), ref4, rtol=2 ** -7, atol=1e-3 * ref4.abs().max().item())
-        if cfg is None:  # the backend hands the wgmma kernel the K64 operand where it takes the product
+        if cfg is None:  # the backend hands the wgmma kernel the K64 operand where it takes the product;
             assert tg.k64_operand(M, N, K, dev)
-        if cfg is None:  # fall back: a row stride off 16 bytes, fp16
+            # fall back: a row stride off 16 bytes, fp16
             xo = torch.empty(M, K + 4, dtype=torch.bfloat16, device=dev)[:, :K]
             xo.copy_(x)
             out = tg.fp4_gemm(xo, data, scales, gw, bias=bias.cuda()).float().cpu()

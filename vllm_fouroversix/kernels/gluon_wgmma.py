@@ -172,7 +172,7 @@ if _GLUON:
 
         @gluon.constexpr_function
         def _perm_layout():
-            # K-permuted operand (PERM, see :func:`perm_k64`): weight words [64, 4 (c), 2 (w)] of one K
+            # K-permuted operand (PERM, see kernels/k64_order.py): weight words [64, 4 (c), 2 (w)] of one K
             # step: thread (g, c) of warp q holds words 2c, 2c + 1 (bytes 8c..8c + 7, all of block c)
             # of rows 16q + g and 16q + g + 8: one 8-byte load a row, no byte selection
             return gl.DistributedLinearLayout(
@@ -191,7 +191,7 @@ if _GLUON:
         @gluon.jit
         def _decode_perm(ww, sw, sel, LP3: gl.constexpr, LA: gl.constexpr):
             """PERM: weight words ww [64, 4, 2] and scale words sw [64] -> the A operand [64, 64]
-            (q * s * 2^-8) in the K order of :func:`perm_k64`. A thread's 8 bytes of a row are all
+            (q * s * 2^-8) in the K order of kernels/k64_order.py. A thread's 8 bytes of a row are all
             in block c: one multiplier a row (sel [1, 4]: byte c of the scale word, twice)."""
             s = gl.inline_asm_elementwise(_SCALE, "=r,r,r", [gl.expand_dims(sw, 1) + gl.zeros_like(sel),
                                                              sel + 0 * gl.expand_dims(sw, 1)],
