@@ -594,7 +594,8 @@ def test_quantizer_sign_mask_selection(monkeypatch):
 
 
 def test_wgmma_selection(monkeypatch):
-    # The Gluon wgmma kernel (128 < M <= 1024, bf16, sm_90) is taken where its 128 x 256 tiles
+    # The Gluon wgmma kernel (128 < M, bf16, sm_90; beyond M = 1024 only where the prefill GEMM would
+    # not be cuBLAS) is taken where its 128 x 256 tiles
     # fill the SMs (last wave >= 85% full, or one wave >= 70%), where M > 768 and its launches
     # split into whole waves and a wave of 128-row tiles, or N >= 16384; never without such a device.
     assert not gwg.available(torch.device("cpu"))
@@ -611,8 +612,24 @@ def test_wgmma_selection(monkeypatch):
                      (256, 28672, 4096): "wgmma", (1024, 6144, 4096): "wgmma", (768, 6144, 4096): "dq",
                      (512, 6144, 4096): "wgmma", (512, 4096, 4096): "dq", (2048, 4096, 4096): "dq",
                      (128, 28672, 4096): "tc", (1024, 4096, 4128): "dq"}
+    # beyond M = 1024 only where the prefill GEMM would not be cuBLAS: W4A4 (its K64 operand) at any M,
+    # W4A16 with a per-row weight scale up to M = 2048; there too where the tiles fill the waves or
+    # split into whole waves
+    shapes = [(2048, 4096, 4096), (1536, 4096, 4096), (4096, 6144, 4096), (8192, 4096, 14336), (1100, 128, 4096),
+              (2048, 4096, 4128)]
+    w4a4 = {k: tg.select_config(*k, dev, cublas_prefill=False, a_k64=True).kind for k in shapes}
+    assert w4a4 == {(2048, 4096, 4096): "wgmma", (1536, 4096, 4096): "wgmma", (4096, 6144, 4096): "wgmma",
+                    (8192, 4096, 14336): "wgmma", (1100, 128, 4096): "dq", (2048, 4096, 4128): "dq"}
+    w4a16 = {k: tg.select_config(*k, dev, cublas_prefill=False).kind for k in shapes}
+    assert w4a16 == {**w4a4, (4096, 6144, 4096): "dq", (8192, 4096, 14336): "dq"}
+    assert {tg.select_config(*k, dev, a_k64=True).kind for k in shapes} == {"dq"}  # cuBLAS prefill
+    assert tg.select_config(2048, 4096, 4096, dev, cublas_prefill=False, allow_mma=False, a_k64=True).kind == "dq"
     # W4A4 writes its operand in the K64 order exactly where the wgmma kernel takes the product
-    assert {k: tg.k64_operand(*k, dev) for k in kinds} == {k: v == "wgmma" for k, v in kinds.items()}
+    w4a4.update({k: tg.select_config(*k, dev, cublas_prefill=False, a_k64=True).kind for k in kinds})
+    assert {k: tg.k64_operand(*k, dev) for k in w4a4} == {k: v == "wgmma" for k, v in w4a4.items()}
+    # and W4A4 lets it launch at the quantizer's start there too (run 37b: as fast as or faster than later)
+    monkeypatch.setattr(tg, "pdl_supported", lambda device: True)
+    assert tg.pdl_mode(4096, 4096, 4096, dev) == "early" and tg.pdl_mode(2048, 4096, 4128, dev) is None
     monkeypatch.setattr(tg, "_WGMMA_K64", False)
     assert not tg.k64_operand(1024, 4096, 4096, dev)
     # launches: one where the tiles fill the waves; else whole waves of 256-row tiles, then one
@@ -695,10 +712,12 @@ def test_quantizer_ties_gpu():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("M", [1, 2, 3, 7, 16, 24, 48, 200, 300, 1024])
+@pytest.mark.parametrize("M", [1, 2, 3, 7, 16, 24, 48, 200, 300, 1024, 2600])
 def test_backend_vs_reference_gpu(M):
     be = TritonBackend()
     N, K = 1536, 2048
+    if M == 2600 and gwg.available(torch.device("cuda")):  # W4A4 beyond M = 1024: the wgmma kernel, K64 operand
+        assert tg.k64_operand(M, N, K, torch.device("cuda"))
     wq = _weight(N, K, seed=M)
     qw = be.prepare_weight(QuantizedWeight.from_nvfp4(
         nvfp4.NVFP4Tensor(wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda())))
@@ -911,7 +930,8 @@ def test_mma_gemm_gpu():
 @pytest.mark.gpu
 def test_wgmma_gemm_gpu():
     # The Gluon wgmma kernel (bf16, sm_90): selected at M = 1024 on a 4096-row weight, at
-    # N >= 16384, and at M = 1024 on 6144 rows in two launches (256- then 128-row tiles);
+    # N >= 16384 (also beyond M = 1024: no cuBLAS prefill here, the weight scale is not given as a
+    # float), and at M = 1024 on 6144 rows in two launches (256- then 128-row tiles);
     # forced on tile edges (M, N off the 256 x 128 tiles, K = 17 steps of 64), with a
     # per-channel weight scale, bias, W4A4 per-row and per-tensor activation scales, a row stride
     # larger than K; a row stride TMA cannot take and fp16 activations take the other paths.
@@ -921,12 +941,13 @@ def test_wgmma_gemm_gpu():
     wg = tg.GemmConfig(kind="wgmma")
     for (N, K, M, cfg, kind) in [(4096, 4096, 1024, None, "wgmma"), (16384, 512, 200, None, "wgmma"),
                                  (6144, 512, 1024, None, "wgmma"),  # two launches (gluon_wgmma.plan), chained
+                                 (16384, 256, 1100, None, "wgmma"),
                                  (200, 1088, 300, wg, None), (384, 256, 77, wg, None), (1000, 1024, 513, wg, None)]:
         wq = _weight(N, K, seed=N + K, per_row_gw=N in (200, 1000))
         data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
         bias = torch.randn(N).to(torch.bfloat16)
         if kind:
-            assert tg.select_config(M, N, K, dev).kind == kind
+            assert tg.select_config(M, N, K, dev, cublas_prefill=False).kind == kind
         xs = _acts((M, K + 64), seed=M)  # row stride K + 64
         x = xs[:, :K]
         ref = nvfp4.reference_linear(x.float(), wq, bias.float(), act_quant=False).float()
@@ -970,6 +991,7 @@ def test_w4a4_pdl_gpu():
     wg = tg.GemmConfig(kind="wgmma") if gwg.available(torch.device("cuda")) else None
     for N, K, M, cfg in [(4096, 4096, 1, None), (1024, 14336, 1, None), (2048, 4096, 4, None), (512, 4096, 16, None),
                          (16384, 1024, 8, None), (16384, 512, 200, None), (6144, 512, 1024, None),
+                         (16384, 256, 1100, None),
                          (2048, 4096, 2, tg.GemmConfig("gemv2", BM=2, BN=32, BK=512, split_k=2)),
                          (1024, 14336, 4, tg.GemmConfig("gemv2", BM=4, BN=16, BK=1024)),
                          (200, 128, 300, wg), (1000, 1024, 513, wg)]:

@@ -1,6 +1,7 @@
 """Batch/prefill NVFP4 GEMM on Hopper ``wgmma`` with the weight decoded straight into the
-MMA's A-operand registers (Gluon, sm_90). Used for 128 < M <= 1024 where its tiles fill
-the SMs (``triton_gemm.select_config`` says where).
+MMA's A-operand registers (Gluon, sm_90). Used for 128 < M where its tiles fill the SMs:
+up to M = 1024 always, beyond only where the other path's GEMM would not be cuBLAS (W4A4; W4A16
+with a per-row weight scale up to M = 2048); ``triton_gemm.select_config`` says where.
 
 The other large-M path decodes the whole weight into a bf16 workspace and then runs
 cuBLAS or the Triton GEMM: the decode pass writes N x K x 2 bytes and costs about a
@@ -40,6 +41,9 @@ H100, rotating weights (benchmarks/hopper.md, runs 17e-17i), W4A16 bf16/this at 
 0.85-0.93x (0.78x), 6144x4096 in two launches 0.78-0.83x (0.76-0.79x); 28672x4096 at
 M = 256 0.96-0.98x (0.48x). Slower than decode + cuBLAS from M = 2048 (0.85-0.88x vs
 0.88-0.91x) and where its tiles leave most SMs idle (N = 4096 at M <= 512: 32-64 tiles).
+Faster than decode + the Triton GEMM (W4A4's other path, run 37b, time ratios): W4A4 at M = 1536
+0.78-0.84, 2048 0.87-0.89, 4096 0.93-0.99, 8192 0.90-0.96; W4A16 with a per-row weight scale
+0.94-0.98 at M = 2048 (1.02-1.11 at 4096, where it is not taken).
 
 Needs ``triton.experimental.gluon`` with Hopper TMA, ``warpgroup_mma`` and
 ``warp_specialize`` (Triton 3.5/3.6 API) and an sm_90 GPU; :func:`available` says

@@ -731,7 +731,7 @@ def _split_for(tiles: int, k_tiles: int, sms: int, max_split: int = 8) -> int:
 
 
 def select_config(M: int, N: int, K: int, device: torch.device | None = None,
-                  cublas_prefill: bool = True, allow_mma: bool = True) -> GemmConfig:
+                  cublas_prefill: bool = True, allow_mma: bool = True, a_k64: bool = False) -> GemmConfig:
     """The path and tile shape for an M x N x K product.
 
     Picked from the sweeps of ``tools/bench_gemm.py --sweep`` and
@@ -741,15 +741,23 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     the weight is decoded once into a bf16 workspace followed by a plain GEMM
     ('dq'). Where Gluon is available (``allow_mma``: ``fp4_gemm`` passes whether the
     activations are bf16, the only dtype the Gluon kernels take): for 2 <= M <= 8 on a
-    CUDA device the 'mma' kernel of ``gluon_gemm``, and for 128 < M <= 1024 on sm_90 the
+    CUDA device the 'mma' kernel of ``gluon_gemm``, and for 128 < M on sm_90 the
     'wgmma' kernel of ``gluon_wgmma`` where its 128 x 256 tiles fill the SMs (the last wave
     at least 85% full, or one wave at least 70% full), where 768 < M and ``gluon_wgmma.plan``
-    splits the weight rows into whole waves and a wave of 128-row tiles, or N >= 16384. ``cublas_prefill``: that GEMM would be cuBLAS (W4A16 with a
-    host-side weight scale), not the Triton GEMM of W4A4.
+    splits the weight rows into whole waves and a wave of 128-row tiles, or N >= 16384; beyond
+    M = 1024 only where the decode + GEMM path's GEMM would not be cuBLAS: W4A4 (``a_k64``, its
+    operand in the K64 order) at any M, W4A16 with a per-row weight scale up to M = 2048.
+    ``cublas_prefill``: that GEMM would be cuBLAS (W4A16 with a host-side weight scale), not the
+    Triton GEMM of triton_prefill.
     """
     sms = num_sms(device) if device is not None else 132
     mma = allow_mma and 2 <= M <= 8 and device is not None and _mma_usable(device)
-    wgmma = allow_mma and 128 < M <= 1024 and K % 64 == 0 and device is not None and _wgmma_usable(device)
+    # Run 37b (H100, rotating weights, us, decode + Triton GEMM -> wgmma): W4A4 (K64 operand) at M = 1536
+    # 0.78-0.84x the time, 2048 0.87-0.89x, 4096 0.93-0.99x, 8192 0.90-0.96x (4096x4096 M = 2048 121.4 ->
+    # 107.7); W4A16 with a per-row weight scale (natural order) 0.94-0.98x at M = 2048, 1.02-1.11x at 4096.
+    prefill = _WGMMA_PREFILL and not cublas_prefill and (a_k64 or M <= 2048)
+    wgmma = (allow_mma and 128 < M and (M <= 1024 or prefill) and K % 64 == 0 and device is not None
+             and _wgmma_usable(device))
     return _select(M, N, K, sms, cublas_prefill, mma, wgmma)
 
 
@@ -879,6 +887,9 @@ _WGMMA_PDL = True
 
 # W4A4 hands the wgmma kernel its operand in the K64 order (k64_operand; off: experiments).
 _WGMMA_K64 = True
+# The wgmma kernel also beyond M = 1024 where the prefill GEMM would not be cuBLAS (select_config;
+# off: experiments).
+_WGMMA_PREFILL = True
 
 
 def k64_operand(M: int, N: int, K: int, device: torch.device) -> bool:
@@ -887,8 +898,8 @@ def k64_operand(M: int, N: int, K: int, device: torch.device) -> bool:
     where the wgmma kernel takes the product, which then decodes each thread's weight bytes without
     selecting them and with one block scale a row (run 36)."""
     # the integer tests first: decode calls (small M), which are host-bound outside CUDA graphs, stop there
-    return (_WGMMA_K64 and 128 < M <= 1024 and K % 64 == 0
-            and select_config(M, N, K, device, cublas_prefill=False).kind == "wgmma")
+    return (_WGMMA_K64 and 128 < M and K % 64 == 0
+            and select_config(M, N, K, device, cublas_prefill=False, a_k64=True).kind == "wgmma")
 
 
 def _wgmma_usable(device: torch.device) -> bool:
@@ -931,7 +942,7 @@ def pdl_mode(M: int, N: int, K: int, device: torch.device) -> str | None:
     (run 25c)."""
     if not pdl_supported(device):
         return None
-    cfg = select_config(M, N, K, device, cublas_prefill=False)
+    cfg = select_config(M, N, K, device, cublas_prefill=False, a_k64=_WGMMA_K64)  # as W4A4's fp4_gemm selects
     if cfg.kind == "gemv2" or (cfg.kind == "wgmma" and _WGMMA_PDL) or (cfg.kind == "mma" and _mma_early(M, N, K)):
         return "early"
     return "late" if cfg.kind in ("tc", "mma") else None
@@ -1039,7 +1050,8 @@ def fp4_gemm(
     # cuBLAS can run the prefill GEMM (its alpha and beta express the epilogue): W4A16, one weight scale
     cublas_prefill = ga is None and gw_float is not None
     # the Gluon kernel takes bf16 activations only
-    cfg = config or select_config(M, N, K, dev, cublas_prefill=cublas_prefill, allow_mma=a.dtype == torch.bfloat16)
+    cfg = config or select_config(M, N, K, dev, cublas_prefill=cublas_prefill, allow_mma=a.dtype == torch.bfloat16,
+                                  a_k64=a_k64)
     if config is not None:  # a selected config has its K split already
         cfg = _with_split(cfg, M, N, K, num_sms(dev))
     sbytes = scales.view(torch.uint8) if scales.dtype == torch.float8_e4m3fn else scales
