@@ -832,6 +832,11 @@ def test_sass_wgmma_hazard_check():
     hit = ct.sass_wgmma_hazards(sass(mma, "IMAD.WIDE R154, R3, R4, R5", "WARPGROUP.DEPBAR.LE gsb0, 0x0"))
     assert len(hit) == 1 and "R154" in hit[0]
     assert len(ct.sass_wgmma_hazards(sass(mma, "FADD R100, R1, R2", "WARPGROUP.DEPBAR.LE gsb0, 0x0"))) == 1  # accumulator
+    # a 64 x 128 MMA (a split plan's 128-row tiles) accumulates in 64 registers: R24..R87
+    mma128 = "HGMMA.64x128x16.F32.BF16 R24, R88, gdesc[UR8], R24, gsb0"
+    assert len(ct.sass_wgmma_hazards(sass(mma128, "FADD R87, R1, R2", "WARPGROUP.DEPBAR.LE gsb0, 0x0"))) == 1
+    assert len(ct.sass_wgmma_hazards(sass(mma128, "IADD3 R91, R1, R2, RZ", "WARPGROUP.DEPBAR.LE gsb0, 0x0"))) == 1
+    assert ct.sass_wgmma_hazards(sass(mma128, "IADD3 R107, P3, R107, 0x4, RZ", "WARPGROUP.DEPBAR.LE gsb0, 0x0")) == []
     loop = ["LDS.128 R152, [R2]", mma, "WARPGROUP.DEPBAR.LE gsb0, 0x1", "@P0 BRA 0x10", "WARPGROUP.DEPBAR.LE gsb0, 0x0"]
     hit = ct.sass_wgmma_hazards(sass(*loop))
     assert len(hit) == 1 and hit[0].startswith("0x0010 LDS.128 R152"), hit

@@ -102,8 +102,9 @@ def wgmma_hazards(cubin: bytes) -> list[str]:
 
 def sass_wgmma_hazards(sass: str) -> list[str]:
     """Instructions of ``sass`` (cuobjdump's text) that write a register an in-flight ``HGMMA``
-    reads (its A fragment: 4 registers from the base) or accumulates (64 x 256 fp32: 128
-    registers). An MMA group is in flight from its HGMMAs until a ``WARPGROUP.DEPBAR.LE gsb0, n``
+    reads (its A fragment: 4 registers from the base) or accumulates (64 x N fp32, from its
+    ``HGMMA.64xNx16`` shape: N / 2 registers, 128 for the 256-row tiles, 64 for the 128-row tiles
+    of a split plan). An MMA group is in flight from its HGMMAs until a ``WARPGROUP.DEPBAR.LE gsb0, n``
     leaves at most n newer groups; a loop's back edge with a group in flight checks the loop body
     again under it. (ptxas serializes the MMAs where it sees such a hazard, in the Triton 3.6 and
     3.7 builds checked; run 17 still saw one, so the SASS is checked rather than trusted.)"""
@@ -127,7 +128,9 @@ def sass_wgmma_hazards(sass: str) -> list[str]:
                 m = re.match(r"R(\d+),\s*R(\d+),", rest)
                 if m:  # C/D and a register A operand (a shared-memory A is a descriptor)
                     c, a = int(m.group(1)), int(m.group(2))
-                    open_ |= set(range(a, a + 4)) | set(range(c, c + 128))
+                    shape = re.match(r"HGMMA\.64x(\d+)x16\.F32", op)
+                    acc = int(shape.group(1)) // 2 if shape else 128  # unknown shape: the largest
+                    open_ |= set(range(a, a + 4)) | set(range(c, c + acc))
                 if "gsb0" in rest:
                     committed, open_ = committed + [open_], set()
                 continue
