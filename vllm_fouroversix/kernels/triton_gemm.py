@@ -25,7 +25,11 @@ Paths, chosen by M (:func:`select_config`):
   on the weight decoded straight into its operand registers.
 - ``tc`` (M 3..128; to 256 for W4A4 or N >= 16384): tensor-core tiles with BM =
   16..128 and split-K.
-- ``dq`` (larger M, prefill): the weight decoded once to bf16, then a plain GEMM.
+- ``wgmma`` (M > 128, bf16, sm_90 with Gluon, where its tiles fill the SMs; above
+  M = 1024 only W4A4, and W4A16 with a per-row weight scale up to M = 2048):
+  :mod:`.gluon_wgmma`, the weight decoded straight into wgmma's A registers.
+- ``dq`` (larger M, prefill, where ``wgmma`` does not take it): the weight decoded
+  once to bf16, then a plain GEMM (cuBLAS, or :mod:`.triton_prefill`).
 Split-K partials are reduced by the last program of each tile in a fixed
 order (deterministic, one launch).
 

@@ -1,6 +1,9 @@
-"""Prefill GEMM of the W4A4 Hopper path: bf16 x bf16 with the 4/6 scales in the epilogue.
+"""Prefill GEMM of the decode + GEMM path: bf16 x bf16 with the 4/6 scales in the epilogue.
 
-For prefill (W4A4: M > 256) the weight is decoded once into a bf16 workspace
+Where the Gluon wgmma kernel does not take a large-M product that has per-row scales (W4A4
+at M > 256 where the wgmma tiles would leave SMs idle, before sm_90, without Gluon, with
+K % 64 != 0 or strides TMA cannot take; W4A16 with a per-row weight scale from M = 2048),
+the weight is decoded once into a bf16 workspace
 (``q * s``, exact) and the activations arrive decoded by the quantizer (``q * s``
 per row, exact),
 so what is left is a plain bf16 GEMM with FP32 accumulation whose epilogue
