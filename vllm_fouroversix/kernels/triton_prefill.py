@@ -2,7 +2,7 @@
 
 Where the Gluon wgmma kernel does not take a large-M product that has per-row scales (W4A4
 at M > 256 where the wgmma tiles would leave SMs idle, before sm_90, without Gluon, with
-K % 64 != 0 or strides TMA cannot take; W4A16 with a per-row weight scale from M = 2048),
+K % 64 != 0 or strides TMA cannot take; W4A16 with a per-row weight scale above M = 2048),
 the weight is decoded once into a bf16 workspace
 (``q * s``, exact) and the activations arrive decoded by the quantizer (``q * s``
 per row, exact),
