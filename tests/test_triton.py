@@ -595,9 +595,10 @@ def test_quantizer_sign_mask_selection(monkeypatch):
 
 def test_wgmma_selection(monkeypatch):
     # The Gluon wgmma kernel (128 < M, bf16, sm_90; beyond M = 1024 only where the prefill GEMM would
-    # not be cuBLAS) is taken where its 128 x 256 tiles
-    # fill the SMs (last wave >= 85% full, or one wave >= 70%), where M > 768 and its launches
-    # split into whole waves and a wave of 128-row tiles, or N >= 16384; never without such a device.
+    # not be cuBLAS) is taken where its tiles of 128 weight rows and 256, 128 or 64 activation rows
+    # (gluon_wgmma.tile_rows) fill the SMs (last wave >= 85% full, or one wave >= 70%), where M > 768 and
+    # its launches split into whole waves and a wave of 128-row tiles, or N >= 16384; never without such
+    # a device.
     assert not gwg.available(torch.device("cpu"))
     assert tg.select_config(1024, 4096, 4096, torch.device("cpu")).kind == "dq"
     assert gwg.tiles_fill(1024, 4096, 132) == pytest.approx(128 / 132)
@@ -607,11 +608,29 @@ def test_wgmma_selection(monkeypatch):
     kinds = {(M, N, K): tg.select_config(M, N, K, dev).kind
              for (M, N, K) in [(1024, 4096, 4096), (1024, 4096, 14336), (1024, 28672, 4096), (256, 28672, 4096),
                                (1024, 6144, 4096), (768, 6144, 4096), (512, 6144, 4096), (512, 4096, 4096),
-                               (2048, 4096, 4096), (128, 28672, 4096), (1024, 4096, 4160 - 32)]}
+                               (2048, 4096, 4096), (128, 28672, 4096), (1024, 4096, 4160 - 32), (256, 4096, 4096),
+                               (192, 6144, 4096), (160, 4096, 4096), (256, 1024, 4096)]}
     assert kinds == {(1024, 4096, 4096): "wgmma", (1024, 4096, 14336): "wgmma", (1024, 28672, 4096): "wgmma",
                      (256, 28672, 4096): "wgmma", (1024, 6144, 4096): "wgmma", (768, 6144, 4096): "dq",
-                     (512, 6144, 4096): "wgmma", (512, 4096, 4096): "dq", (2048, 4096, 4096): "dq",
-                     (128, 28672, 4096): "tc", (1024, 4096, 4128): "dq"}
+                     (512, 6144, 4096): "wgmma", (512, 4096, 4096): "wgmma", (2048, 4096, 4096): "dq",
+                     (128, 28672, 4096): "tc", (1024, 4096, 4128): "dq", (256, 4096, 4096): "wgmma",
+                     (192, 6144, 4096): "wgmma", (160, 4096, 4096): "wgmma", (256, 1024, 4096): "dq"}
+    # the activation rows a tile: the fewest waves times a tile's time (run 38b: 64 rows 0.6, 128 rows 0.8
+    # of 256's)
+    rows = {k: tg.select_config(*k, dev).BM for k, v in kinds.items() if v == "wgmma"}
+    assert rows == {(1024, 4096, 4096): 256, (1024, 4096, 14336): 256, (1024, 28672, 4096): 256,
+                    (256, 28672, 4096): 256, (1024, 6144, 4096): 256, (512, 6144, 4096): 256, (512, 4096, 4096): 128,
+                    (256, 4096, 4096): 64, (192, 6144, 4096): 128, (160, 4096, 4096): 64}
+    assert tg.select_config(256, 4096, 4096, dev).short() == "wgmma 64x128x64"
+    assert [gwg.tile_rows(M, 4096, 132) for M in (160, 192, 256, 300, 384, 512, 768, 1024)] == \
+        [64, 64, 64, 128, 128, 128, 256, 256]
+    assert gwg.tiles(256, 4096, 64) == 128 and gwg.tiles_fill(300, 4096, 132, 128) == pytest.approx(96 / 132)
+    # W4A4 (its alternative is not cuBLAS) takes 64-row tiles at M = 160 too; not where even they leave
+    # most SMs idle (N = 1024: 32 tiles), where the split-K tensor-core tiles stay
+    w4a4_small = {k: tg.select_config(*k, dev, cublas_prefill=False, a_k64=True) for k in
+                  [(160, 4096, 4096), (256, 1024, 4096), (384, 4096, 14336)]}
+    assert {k: c.short().split(" s")[0] for k, c in w4a4_small.items()} == {
+        (160, 4096, 4096): "wgmma 64x128x64", (256, 1024, 4096): "tc 64x128x64", (384, 4096, 14336): "wgmma 128x128x64"}
     # beyond M = 1024 only where the prefill GEMM would not be cuBLAS: W4A4 (its K64 operand) at any M,
     # W4A16 with a per-row weight scale up to M = 2048; there too where the tiles fill the waves or
     # split into whole waves
@@ -636,6 +655,8 @@ def test_wgmma_selection(monkeypatch):
     # wave of 128-row tiles (6144 rows at M = 1024: 33 x 4 = 132 tiles, then 15 x 8 = 120)
     assert gwg.plan(1024, 4096, 132) == [(0, 4096, 256)]
     assert gwg.plan(512, 6144, 132) == [(0, 6144, 256)]  # one wave
+    assert gwg.plan(256, 4096, 132) == [(0, 4096, 64)] and gwg.plan(512, 4096, 132) == [(0, 4096, 128)]
+    assert gwg.plan(256, 4096, 132, 256) == [(0, 4096, 256)]  # as select_config chose
     assert gwg.plan(1024, 6144, 132) == [(0, 4224, 256), (4224, 6144, 128)]
     assert gwg.plan(1024, 14336, 132) == [(0, 12672, 256), (12672, 14336, 128)]
     # not for fp16/fp32 activations (allow_mma=False)
@@ -807,7 +828,7 @@ def test_kernels_compile_without_gpu(cc):
         pytest.skip(f"{TRITON_FOR_CUDA} missing: tools/setup_env.sh installs it")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([TRITON_FOR_CUDA, ROOT])
-    names = _compile_triton(cc, ["--ms", "1", "3", "16", "300", "1024", "1100", "--modes", "none", "token",
+    names = _compile_triton(cc, ["--ms", "1", "3", "16", "200", "300", "1024", "1100", "--modes", "none", "token",
                                  "--dtypes", "bfloat16", "--shapes", "4096x4096", "200x1040"], 600, env,
                             expect="(Triton 3.7.1, no GPU;")
     want = {"_quantize_kernel", "_fp4_gemv2_kernel", "_fp4_mma_gemm_kernel", "_fp4_gemm_kernel", "_dequant_kernel"}
@@ -837,6 +858,10 @@ def test_sass_wgmma_hazard_check():
     assert len(ct.sass_wgmma_hazards(sass(mma128, "FADD R87, R1, R2", "WARPGROUP.DEPBAR.LE gsb0, 0x0"))) == 1
     assert len(ct.sass_wgmma_hazards(sass(mma128, "IADD3 R91, R1, R2, RZ", "WARPGROUP.DEPBAR.LE gsb0, 0x0"))) == 1
     assert ct.sass_wgmma_hazards(sass(mma128, "IADD3 R107, P3, R107, 0x4, RZ", "WARPGROUP.DEPBAR.LE gsb0, 0x0")) == []
+    # a 64 x 64 MMA (64-row tiles): 32 registers, R24..R55
+    mma64 = "HGMMA.64x64x16.F32.BF16 R24, R60, gdesc[UR8], R24, gsb0"
+    assert len(ct.sass_wgmma_hazards(sass(mma64, "FADD R55, R1, R2", "WARPGROUP.DEPBAR.LE gsb0, 0x0"))) == 1
+    assert ct.sass_wgmma_hazards(sass(mma64, "FADD R56, R1, R2", "WARPGROUP.DEPBAR.LE gsb0, 0x0")) == []
     loop = ["LDS.128 R152, [R2]", mma, "WARPGROUP.DEPBAR.LE gsb0, 0x1", "@P0 BRA 0x10", "WARPGROUP.DEPBAR.LE gsb0, 0x0"]
     hit = ct.sass_wgmma_hazards(sass(*loop))
     assert len(hit) == 1 and hit[0].startswith("0x0010 LDS.128 R152"), hit
@@ -936,8 +961,9 @@ def test_mma_gemm_gpu():
 def test_wgmma_gemm_gpu():
     # The Gluon wgmma kernel (bf16, sm_90): selected at M = 1024 on a 4096-row weight, at
     # N >= 16384 (also beyond M = 1024: no cuBLAS prefill here, the weight scale is not given as a
-    # float), and at M = 1024 on 6144 rows in two launches (256- then 128-row tiles);
-    # forced on tile edges (M, N off the 256 x 128 tiles, K = 17 steps of 64), with a
+    # float), at M = 1024 on 6144 rows in two launches (256- then 128-row tiles), and in tiles of 64
+    # and 128 activation rows (M = 256 and 192); forced on tile edges (M, N off the tiles, K = 17
+    # steps of 64; the forced config's tiles: 64 rows by gluon_wgmma.tile_rows, 128, 256), with a
     # per-channel weight scale, bias, W4A4 per-row and per-tensor activation scales, a row stride
     # larger than K; a row stride TMA cannot take and fp16 activations take the other paths.
     if not gwg.available(torch.device("cuda")):
@@ -947,7 +973,10 @@ def test_wgmma_gemm_gpu():
     for (N, K, M, cfg, kind) in [(4096, 4096, 1024, None, "wgmma"), (16384, 512, 200, None, "wgmma"),
                                  (6144, 512, 1024, None, "wgmma"),  # two launches (gluon_wgmma.plan), chained
                                  (16384, 256, 1100, None, "wgmma"),
-                                 (200, 1088, 300, wg, None), (384, 256, 77, wg, None), (1000, 1024, 513, wg, None)]:
+                                 (4096, 512, 256, None, "wgmma"), (6144, 512, 192, None, "wgmma"),  # 64-, 128-row tiles
+                                 (200, 1088, 300, wg, None), (384, 256, 77, wg, None), (1000, 1024, 513, wg, None),
+                                 (200, 1088, 300, tg.GemmConfig(kind="wgmma", BM=128), None),
+                                 (1000, 1024, 513, tg.GemmConfig(kind="wgmma", BM=256), None)]:
         wq = _weight(N, K, seed=N + K, per_row_gw=N in (200, 1000))
         data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
         bias = torch.randn(N).to(torch.bfloat16)
@@ -990,13 +1019,13 @@ def test_w4a4_pdl_gpu():
     # before the quantizer finished would see the previous call's values.
     # selected paths: gemv2 (M = 1; K > 8192: split 4), mma where Gluon is available (M = 4: its cp.async
     # ring; M = 8 at N >= 16384: plain loads), tc (M = 16, waiting at its start), wgmma on sm_90 (N >= 16384
-    # at M = 200; two launches at 6144 x 1024, the first a dependent of the quantizer, the second of the
+    # at M = 200; 64-row tiles at 4096 x 512, M = 256; two launches at 6144 x 1024, the first a dependent of the quantizer, the second of the
     # first, reading the activations without waiting for it); explicit gemv2 tiles; forced wgmma
     # with fewer K steps than ring stages (K = 128) and on tile edges
     wg = tg.GemmConfig(kind="wgmma") if gwg.available(torch.device("cuda")) else None
     for N, K, M, cfg in [(4096, 4096, 1, None), (1024, 14336, 1, None), (2048, 4096, 4, None), (512, 4096, 16, None),
                          (16384, 1024, 8, None), (16384, 512, 200, None), (6144, 512, 1024, None),
-                         (16384, 256, 1100, None),
+                         (16384, 256, 1100, None), (4096, 512, 256, None),
                          (2048, 4096, 2, tg.GemmConfig("gemv2", BM=2, BN=32, BK=512, split_k=2)),
                          (1024, 14336, 4, tg.GemmConfig("gemv2", BM=4, BN=16, BK=1024)),
                          (200, 128, 300, wg), (1000, 1024, 513, wg)]:

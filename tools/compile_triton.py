@@ -103,8 +103,8 @@ def wgmma_hazards(cubin: bytes) -> list[str]:
 def sass_wgmma_hazards(sass: str) -> list[str]:
     """Instructions of ``sass`` (cuobjdump's text) that write a register an in-flight ``HGMMA``
     reads (its A fragment: 4 registers from the base) or accumulates (64 x N fp32, from its
-    ``HGMMA.64xNx16`` shape: N / 2 registers, 128 for the 256-row tiles, 64 for the 128-row tiles
-    of a split plan). An MMA group is in flight from its HGMMAs until a ``WARPGROUP.DEPBAR.LE gsb0, n``
+    ``HGMMA.64xNx16`` shape: N / 2 registers, 128 for the 256-row tiles, 64 for the 128-row tiles,
+    32 for the 64-row tiles). An MMA group is in flight from its HGMMAs until a ``WARPGROUP.DEPBAR.LE gsb0, n``
     leaves at most n newer groups; a loop's back edge with a group in flight checks the loop body
     again under it. (ptxas serializes the MMAs where it sees such a hazard, in the Triton 3.6 and
     3.7 builds checked; run 17 still saw one, so the SASS is checked rather than trusted.)"""

@@ -72,11 +72,18 @@ try:  # Gluon is experimental: a Triton without it (or with another API) falls b
 except Exception:  # noqa: BLE001 - ImportError or an API change inside gluon
     _GLUON = False
 
-__all__ = ["available", "usable", "tiles", "tiles_fill", "plan", "fp4_wgmma_gemm", "BM", "BN", "BK"]
+__all__ = ["available", "usable", "tiles", "tiles_fill", "tile_rows", "plan", "fp4_wgmma_gemm", "BM", "BN", "BK",
+           "TILE_ROWS"]
 
 #: Output tile: BN weight rows (two warp groups of 64) x BM activation rows; BK values a K step.
 BM, BN, BK = 256, 128, 64
 _STAGES = 4
+#: Activation rows a tile can have, and a tile's time relative to 256 rows (run 38b, H100, K = 4096 and 14336:
+#: a CTA's time hardly depends on how many run beside it; 128 rows 0.72-0.84, 64 rows 0.55-0.64 of 256's,
+#: the MMA shrinking with the tile while the weight decode stays).
+TILE_ROWS = (256, 128, 64)
+_TILE_COST = {256: 1.0, 128: 0.8, 64: 0.6}
+_TBM = 0  # experiments: plan() uses tiles of this many activation rows (64, 128, 256) in one launch
 _SPLIT = True  # plan(): a second launch of 128-row tiles for a partly empty last wave (off: experiments;
 # triton_gemm.select_config caches its choices: clear triton_gemm._select after changing it)
 
@@ -96,15 +103,29 @@ def usable(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor) -> bool:
             and sbytes.is_contiguous() and sbytes.data_ptr() % 4 == 0)
 
 
-def tiles(M: int, N: int) -> int:
-    """CTAs (128 x 256 tiles of out^T) of an M x N product."""
-    return ceil_div(N, BN) * ceil_div(M, BM)
+def tiles(M: int, N: int, tbm: int = BM) -> int:
+    """CTAs (128 x ``tbm`` tiles of out^T) of an M x N product."""
+    return ceil_div(N, BN) * ceil_div(M, tbm)
 
 
-def tiles_fill(M: int, N: int, sms: int) -> float:
+def tiles_fill(M: int, N: int, sms: int, tbm: int = BM) -> float:
     """How full the waves of tiles keep the SMs on average (1.0: whole waves)."""
-    t = tiles(M, N)
+    t = tiles(M, N, tbm)
     return t / (ceil_div(t, sms) * sms)
+
+
+def tile_rows(M: int, N: int, sms: int) -> int:
+    """The activation rows a tile (256, 128 or 64) that take the fewest waves times a tile's time
+    (``_TILE_COST``), ties to the larger tile. Fewer rows a tile means more tiles for the same weight
+    rows, each decoding its weight again, so smaller tiles pay only where 256-row tiles leave SMs
+    idle (run 38b, W4A4 / W4A16 against the 256-row tiles: 4096x4096 M = 256 64 rows 0.59 / 0.64,
+    M = 512 128 rows 0.83 / 0.71; 6144x4096 M = 256 128 rows 0.85 / 0.71)."""
+    best, best_t = BM, ceil_div(tiles(M, N), sms) * _TILE_COST[BM]
+    for tbm in TILE_ROWS[1:]:
+        t = ceil_div(tiles(M, N, tbm), sms) * _TILE_COST[tbm]
+        if t < best_t:
+            best, best_t = tbm, t
+    return best
 
 
 def _pair_decode_asm() -> str:
@@ -325,7 +346,10 @@ if _GLUON:
                 # the TBM activation scales loaded once (1-2 loads a thread), then moved to acc's
                 # column layout: loading them in that layout takes 64 loads a thread and spills
                 # with a bias and per-channel weight scales (runs 19c, 20a)
-                LG: gl.constexpr = gl.BlockedLayout([TBM // 128], [32], [4], [0])
+                if TBM >= 128:
+                    LG: gl.constexpr = gl.BlockedLayout([TBM // 128], [32], [4], [0])
+                else:  # 64 scales on 128 threads: each loaded twice
+                    LG: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
                 mg = m0 + gl.arange(0, TBM, layout=LG)
                 ga = gl.load(ga_ptr + mg * stride_ga, mask=mg < M, other=0.0)
                 ga = gl.expand_dims(gl.convert_layout(ga, gl.SliceLayout(0, LA)), 0)
@@ -378,13 +402,17 @@ if _GLUON:
         _GLUON = False
 
 
-def plan(M: int, N: int, sms: int) -> list[tuple[int, int, int]]:
+def plan(M: int, N: int, sms: int, tbm: int | None = None) -> list[tuple[int, int, int]]:
     """The launches of an M x N product: (first weight row, end row, activation rows a tile).
 
-    One launch of 128 x 256 tiles, except where they take more than one wave and leave the
-    last one less than 85% full (e.g. 6144x4096 at M = 1024: 192 tiles on 132 SMs, the
-    second wave 45% full): then the rows that make whole waves of 256-row tiles, and the
-    rest with 128-row tiles (less efficient, but in a wave of their own that is full)."""
+    ``tbm``: the activation rows a tile (default :func:`tile_rows`). One launch of 128 x ``tbm``
+    tiles, except for 256-row tiles that take more than one wave and leave the last one less than
+    85% full (e.g. 6144x4096 at M = 1024: 192 tiles on 132 SMs, the second wave 45% full): then
+    the rows that make whole waves of 256-row tiles, and the rest with 128-row tiles (less
+    efficient, but in a wave of their own that is full)."""
+    tbm = _TBM or tbm or tile_rows(M, N, sms)
+    if tbm != BM:
+        return [(0, N, tbm)]
     t = tiles(M, N)
     if not _SPLIT or t <= sms or tiles_fill(M, N, sms) >= 0.85:
         return [(0, N, BM)]
@@ -421,10 +449,11 @@ def _weight_desc(data: torch.Tensor, n0: int, n1: int):
 
 def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
                    ga: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, stride_ga: int, flags: dict,
-                   sms: int = 132, pdl: bool = False, chain: bool = False, perm: bool = False) -> torch.Tensor:
+                   sms: int = 132, pdl: bool = False, chain: bool = False, perm: bool = False,
+                   tbm: int | None = None) -> torch.Tensor:
     """``out`` [M, N] = bf16 ``a`` [M, K] x the NVFP4 weight (``data`` [N, K/2], ``sbytes``
     [N, K/16] uint8), with the epilogue operands as ``triton_prefill.epilogue_args`` returns
-    them; one or two launches (:func:`plan` for ``sms`` SMs). The operands must pass :func:`usable`.
+    them; one or two launches (:func:`plan` for ``sms`` SMs and ``tbm`` activation rows a tile). The operands must pass :func:`usable`.
     ``pdl``: the first launch is a programmatic dependent of the kernel before it (sm_90; see
     ``triton_gemm.fp4_gemm``): it requests its first weight tiles, then waits for that kernel.
     ``chain``: a second launch is a programmatic dependent of the first, which lets it start once it
@@ -435,7 +464,7 @@ def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw
     N = data.shape[0]
     if not _GLUON or not usable(a, data, sbytes):
         raise ValueError(f"fp4_wgmma_gemm cannot take M={M}, K={K}, {a.dtype} with these strides/alignments")
-    launches = plan(M, N, sms)
+    launches = plan(M, N, sms, tbm)
     for j, (n0, n1, tbm) in enumerate(launches):
         x_desc = TensorDescriptor.from_tensor(a, [tbm, BK], _x_layout(tbm))
         w_desc = _weight_desc(data, n0, n1)

@@ -720,8 +720,8 @@ class GemmConfig:
     def short(self) -> str:
         if self.kind == "dq":
             return "dq+matmul"
-        if self.kind == "wgmma":  # one tile shape (gluon_wgmma.BM x BN x BK)
-            return "wgmma 256x128x64"
+        if self.kind == "wgmma":  # BM: the activation rows a tile (gluon_wgmma.tile_rows), BN x BK fixed
+            return f"wgmma {self.BM}x128x64"
         pf = " pf" if self.prefetch else ""
         return f"{self.kind} {self.BM}x{self.BN}x{self.BK} s{self.split_k} w{self.num_warps} st{self.num_stages}{pf}"
 
@@ -787,16 +787,21 @@ def _select(M: int, N: int, K: int, sms: int, cublas_prefill: bool, mma: bool, w
         # one wave) 0.73x vs 0.62x. Where the tiles leave the SMs idle (6144x4096 at M = 1024:
         # 192 tiles, 0.75x vs 0.81x; N = 4096 at M <= 512: 32-64 tiles, 0.37-0.53x vs 0.51-0.66x)
         # and from M = 2048 (0.85-0.88x vs 0.88-0.91x) decoding first stays faster.
-        tiles_fill = gluon_wgmma.tiles_fill(M, N, sms)
-        one_wave = gluon_wgmma.tiles(M, N) <= sms
+        # Tiles of 256, 128 or 64 activation rows, whichever take the fewest waves for their time (run
+        # 38b, us, selected path -> wgmma: W4A4 4096x4096 M = 256 39.7 (tc) -> 25.5 (64 rows), 512 47.8 (dq)
+        # -> 38.2 (128 rows), 6144x4096 M = 256 53.7 (tc) -> 36.8 (128 rows); W4A16 (decode + cuBLAS
+        # before) 4096x4096 M = 512 37.0 -> 33.2, 6144x4096 M = 256 48.8 -> 33.0; the closest: 4096x4096
+        # M = 192 29.0 -> 29.0, M = 384 33.5 -> 32.9).
+        tbm = gluon_wgmma.tile_rows(M, N, sms)
+        tiles_fill = gluon_wgmma.tiles_fill(M, N, sms, tbm)
+        one_wave = gluon_wgmma.tiles(M, N, tbm) <= sms
         # Whole waves of 256-row tiles, then one wave of 128-row tiles (gluon_wgmma.plan); run 17h,
         # us: 6144x4096 M = 1024 88.7 vs decode + cuBLAS 91.2 (bf16 69.3), 14336x4096 M = 1024 201.7
         # vs 217.2; but 6144x4096 M = 768 85.6 vs 70.0 (the plan's time does not shrink with M,
         # cuBLAS's does): for 4 tiles of M only.
-        split = M > 3 * gluon_wgmma.BM and len(gluon_wgmma.plan(M, N, sms)) > 1
+        split = M > 3 * gluon_wgmma.BM and len(gluon_wgmma.plan(M, N, sms, tbm)) > 1
         if N >= 16384 or tiles_fill >= 0.85 or (one_wave and tiles_fill >= 0.7) or split:
-            return GemmConfig(kind="wgmma", BM=gluon_wgmma.BM, BN=gluon_wgmma.BN, BK=gluon_wgmma.BK,
-                              num_warps=9, num_stages=4)
+            return GemmConfig(kind="wgmma", BM=tbm, BN=gluon_wgmma.BN, BK=gluon_wgmma.BK, num_warps=9, num_stages=4)
     if M <= 2:
         # 16 rows x 512 bytes a program, split over K only where the grid is too
         # small for the SMs; for one row and a long K (K > 8192), 256-byte tiles
@@ -1068,7 +1073,8 @@ def fp4_gemm(
                 gw_t, ga_t, bias_t, stride_ga, ep = epilogue_args(gw, ga, bias)
                 return gluon_wgmma.fp4_wgmma_gemm(a, data, sbytes, gw_t, ga_t, bias_t, out, stride_ga, ep,
                                                   sms=num_sms(dev), pdl=pdl and _WGMMA_PDL,
-                                                  chain=pdl_supported(dev), perm=a_k64)
+                                                  chain=pdl_supported(dev), perm=a_k64,
+                                                  tbm=cfg.BM if cfg.BM in gluon_wgmma.TILE_ROWS else None)
             except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
                 if config is not None:
                     raise
