@@ -10,10 +10,13 @@ it is in registers:
 
 - computed as out^T = W x^T, so that the weight is the A operand, which ``wgmma`` can
   read from registers (the activations, B, come from shared memory);
-- warp specialized: one loader warp brings 256 x 64 activation tiles and two 64 x 32-byte
+- warp specialized: one loader warp brings TBM x 64 activation tiles and two 64 x 32-byte
   weight tiles to shared memory with TMA, four stages deep; two MMA warp groups each
-  own 64 weight rows of the CTA's 128 x 256 output tile (out^T), decode their weight
-  tile from shared memory into registers and issue ``wgmma`` m64n256k16;
+  own 64 weight rows of the CTA's 128 x TBM output tile (out^T), decode their weight
+  tile from shared memory into registers and issue ``wgmma`` m64nTBMk16;
+- TBM (activation rows a tile) is 256, or 128 or 64 where 256-row tiles would leave SMs idle
+  (:func:`tile_rows`; run 38b: W4A4 4096x4096 at M = 256 25.5 us in 64-row tiles, 43.0 in 256-row
+  tiles, 39.7 on the tc tiles selected before);
 - the registers of the m16n8k16 A fragment hold (k, k + 1) pairs: each thread decodes
   whole bytes, so it reads bytes c, c + 4, ... (c = lane % 4) of its rows; one PTX
   block turns 4 bytes into four bf16x2 (low nibble, high nibble) pairs and multiplies
@@ -40,7 +43,8 @@ H100, rotating weights (benchmarks/hopper.md, runs 17e-17i), W4A16 bf16/this at 
 4096x4096 0.87-0.89x (decode + cuBLAS 0.78x), 28672x4096 0.88-0.90x (0.81x), 4096x14336
 0.85-0.93x (0.78x), 6144x4096 in two launches 0.78-0.83x (0.76-0.79x); 28672x4096 at
 M = 256 0.96-0.98x (0.48x). Slower than decode + cuBLAS from M = 2048 (0.85-0.88x vs
-0.88-0.91x) and where its tiles leave most SMs idle (N = 4096 at M <= 512: 32-64 tiles).
+0.88-0.91x) and, with 256-row tiles only (before run 38), where they left most SMs idle (N = 4096
+at M <= 512: 32-64 tiles).
 Faster than decode + the Triton GEMM (W4A4's other path, run 37b, time ratios): W4A4 at M = 1536
 0.78-0.84, 2048 0.87-0.89, 4096 0.93-0.99, 8192 0.90-0.96; W4A16 with a per-row weight scale
 0.94-0.98 at M = 2048 (1.02-1.11 at 4096, where it is not taken).
@@ -79,7 +83,7 @@ __all__ = ["available", "usable", "tiles", "tiles_fill", "tile_rows", "plan", "f
 BM, BN, BK = 256, 128, 64
 _STAGES = 4
 #: Activation rows a tile can have, and a tile's time relative to 256 rows (run 38b, H100, K = 4096 and 14336:
-#: a CTA's time hardly depends on how many run beside it; 128 rows 0.72-0.84, 64 rows 0.55-0.64 of 256's,
+#: a CTA's time hardly depends on how many run beside it; 128 rows 0.71-0.86, 64 rows 0.59-0.64 of 256's,
 #: the MMA shrinking with the tile while the weight decode stays).
 TILE_ROWS = (256, 128, 64)
 _TILE_COST = {256: 1.0, 128: 0.8, 64: 0.6}

@@ -701,8 +701,8 @@ class GemmConfig:
     'tcT' (tensor cores with the decoded weight as the A operand: out^T = W x^T), 'mma'
     (``gluon_gemm``: mma.sync on the weight decoded in its operand registers, M <= 8, bf16,
     16 rows a CTA, ``num_warps`` = K splits, ``num_stages`` >= 2 its cp.async ring), 'wgmma' (``gluon_wgmma``: Hopper wgmma on the
-    weight decoded in its operand registers, bf16, 128 x 256 tiles of out^T; the other fields
-    are descriptive) or 'dq' (dequantize + torch.matmul)."""
+    weight decoded in its operand registers, bf16, tiles of out^T of 128 weight rows by BM = 256, 128
+    or 64 activation rows; the other fields are descriptive) or 'dq' (dequantize + torch.matmul)."""
 
     kind: str = "tc"
     BM: int = 16
@@ -746,7 +746,7 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     ('dq'). Where Gluon is available (``allow_mma``: ``fp4_gemm`` passes whether the
     activations are bf16, the only dtype the Gluon kernels take): for 2 <= M <= 8 on a
     CUDA device the 'mma' kernel of ``gluon_gemm``, and for 128 < M on sm_90 the
-    'wgmma' kernel of ``gluon_wgmma`` where its 128 x 256 tiles fill the SMs (the last wave
+    'wgmma' kernel of ``gluon_wgmma`` where its tiles (``gluon_wgmma.tile_rows``) fill the SMs (the last wave
     at least 85% full, or one wave at least 70% full), where 768 < M and ``gluon_wgmma.plan``
     splits the weight rows into whole waves and a wave of 128-row tiles, or N >= 16384; beyond
     M = 1024 only where the decode + GEMM path's GEMM would not be cuBLAS: W4A4 (``a_k64``, its
