@@ -1019,8 +1019,9 @@ def test_w4a4_pdl_gpu():
     # before the quantizer finished would see the previous call's values.
     # selected paths: gemv2 (M = 1; K > 8192: split 4), mma where Gluon is available (M = 4: its cp.async
     # ring; M = 8 at N >= 16384: plain loads), tc (M = 16, waiting at its start), wgmma on sm_90 (N >= 16384
-    # at M = 200; 64-row tiles at 4096 x 512, M = 256; two launches at 6144 x 1024, the first a dependent of the quantizer, the second of the
-    # first, reading the activations without waiting for it); explicit gemv2 tiles; forced wgmma
+    # at M = 200; 64-row tiles at 4096 x 512, M = 256; two launches at 6144 x 1024, the first a dependent
+    # of the quantizer, the second of the first, reading the activations without waiting for it);
+    # explicit gemv2 tiles; forced wgmma
     # with fewer K steps than ring stages (K = 128) and on tile edges
     wg = tg.GemmConfig(kind="wgmma") if gwg.available(torch.device("cuda")) else None
     for N, K, M, cfg in [(4096, 4096, 1, None), (1024, 14336, 1, None), (2048, 4096, 4, None), (512, 4096, 16, None),

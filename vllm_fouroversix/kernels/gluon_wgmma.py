@@ -457,7 +457,8 @@ def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw
                    tbm: int | None = None) -> torch.Tensor:
     """``out`` [M, N] = bf16 ``a`` [M, K] x the NVFP4 weight (``data`` [N, K/2], ``sbytes``
     [N, K/16] uint8), with the epilogue operands as ``triton_prefill.epilogue_args`` returns
-    them; one or two launches (:func:`plan` for ``sms`` SMs and ``tbm`` activation rows a tile). The operands must pass :func:`usable`.
+    them; one or two launches (:func:`plan` for ``sms`` SMs and ``tbm`` activation rows a tile).
+    The operands must pass :func:`usable`.
     ``pdl``: the first launch is a programmatic dependent of the kernel before it (sm_90; see
     ``triton_gemm.fp4_gemm``): it requests its first weight tiles, then waits for that kernel.
     ``chain``: a second launch is a programmatic dependent of the first, which lets it start once it
