@@ -85,8 +85,8 @@ _STAGES = 4
 #: Activation rows a tile can have, and a tile's time relative to 256 rows (run 38b, H100, K = 4096 and 14336:
 #: a CTA's time hardly depends on how many run beside it; 128 rows 0.71-0.86, 64 rows 0.59-0.64 of 256's,
 #: the MMA shrinking with the tile while the weight decode stays).
-TILE_ROWS = (256, 128, 64)
 _TILE_COST = {256: 1.0, 128: 0.8, 64: 0.6}
+TILE_ROWS = tuple(_TILE_COST)  # largest first: tile_rows breaks ties toward it
 _TBM = 0  # experiments: plan() uses tiles of this many activation rows (64, 128, 256) in one launch
 _SPLIT = True  # plan(): a second launch of 128-row tiles for a partly empty last wave (off: experiments;
 # triton_gemm.select_config caches its choices: clear triton_gemm._select after changing it)
@@ -124,12 +124,7 @@ def tile_rows(M: int, N: int, sms: int) -> int:
     rows, each decoding its weight again, so smaller tiles pay only where 256-row tiles leave SMs
     idle (run 38b, W4A4 / W4A16 against the 256-row tiles: 4096x4096 M = 256 64 rows 0.59 / 0.64,
     M = 512 128 rows 0.83 / 0.71; 6144x4096 M = 256 128 rows 0.85 / 0.71)."""
-    best, best_t = BM, ceil_div(tiles(M, N), sms) * _TILE_COST[BM]
-    for tbm in TILE_ROWS[1:]:
-        t = ceil_div(tiles(M, N, tbm), sms) * _TILE_COST[tbm]
-        if t < best_t:
-            best, best_t = tbm, t
-    return best
+    return min(TILE_ROWS, key=lambda tbm: ceil_div(tiles(M, N, tbm), sms) * _TILE_COST[tbm])  # first of equals
 
 
 def _pair_decode_asm() -> str:
