@@ -596,8 +596,8 @@ def test_quantizer_sign_mask_selection(monkeypatch):
 def test_wgmma_selection(monkeypatch):
     # The Gluon wgmma kernel (128 < M, bf16, sm_90; beyond M = 1024 only where the prefill GEMM would
     # not be cuBLAS) is taken where its tiles of 128 weight rows and 256, 128 or 64 activation rows
-    # (gluon_wgmma.tile_rows) fill the SMs (last wave >= 85% full, or one wave >= 70%), where M > 768 and
-    # its launches split into whole waves and a wave of 128-row tiles, or N >= 16384; never without such
+    # (gluon_wgmma.tile_rows) fill the SMs (last wave >= 85% full, or one wave >= 70%), where M > 768 (512
+    # without cuBLAS prefill) and its launches split into whole waves and a wave of 128-row tiles, or N >= 16384; never without such
     # a device.
     assert not gwg.available(torch.device("cpu"))
     assert tg.select_config(1024, 4096, 4096, torch.device("cpu")).kind == "dq"
@@ -628,9 +628,15 @@ def test_wgmma_selection(monkeypatch):
     # W4A4 (its alternative is not cuBLAS) takes 64-row tiles at M = 160 too; not where even they leave
     # most SMs idle (N = 1024: 32 tiles), where the split-K tensor-core tiles stay
     w4a4_small = {k: tg.select_config(*k, dev, cublas_prefill=False, a_k64=True) for k in
-                  [(160, 4096, 4096), (256, 1024, 4096), (384, 4096, 14336)]}
+                  [(160, 4096, 4096), (256, 1024, 4096), (384, 4096, 14336), (768, 6144, 4096)]}
     assert {k: c.short().split(" s")[0] for k, c in w4a4_small.items()} == {
-        (160, 4096, 4096): "wgmma 64x128x64", (256, 1024, 4096): "tc 64x128x64", (384, 4096, 14336): "wgmma 128x128x64"}
+        (160, 4096, 4096): "wgmma 64x128x64", (256, 1024, 4096): "tc 64x128x64", (384, 4096, 14336): "wgmma 128x128x64",
+        (768, 6144, 4096): "wgmma 256x128x64"}  # from M = 513 in the plan's two launches (run 39a: 78.8 vs 108.4 us)
+    assert gwg.plan(768, 6144, 132) == [(0, 5632, 256), (5632, 6144, 128)]
+    # two K halves a CTA in 64-row tiles: W4A16 from K = 4096, W4A4 (K64 operand) from K = 8192 (run 39a)
+    assert [gwg.k_splits(t, K, p) for t, K, p in [(64, 4096, False), (64, 2048, False), (64, 4096, True),
+                                                 (64, 8192, True), (128, 14336, False), (256, 4096, False)]] == \
+        [2, 1, 1, 2, 1, 1]
     # beyond M = 1024 only where the prefill GEMM would not be cuBLAS: W4A4 (its K64 operand) at any M,
     # W4A16 with a per-row weight scale up to M = 2048; there too where the tiles fill the waves or
     # split into whole waves
@@ -962,7 +968,7 @@ def test_wgmma_gemm_gpu():
     # The Gluon wgmma kernel (bf16, sm_90): selected at M = 1024 on a 4096-row weight, at
     # N >= 16384 (also beyond M = 1024: no cuBLAS prefill here, the weight scale is not given as a
     # float), at M = 1024 on 6144 rows in two launches (256- then 128-row tiles), and in tiles of 64
-    # and 128 activation rows (M = 256 and 192); forced on tile edges (M, N off the tiles, K = 17
+    # and 128 activation rows (M = 256 and 192), the 64-row tiles also in two K halves; forced on tile edges (M, N off the tiles, K = 17
     # steps of 64; the forced config's tiles: 64 rows by gluon_wgmma.tile_rows, 128, 256), with a
     # per-channel weight scale, bias, W4A4 per-row and per-tensor activation scales, a row stride
     # larger than K; a row stride TMA cannot take and fp16 activations take the other paths.
@@ -974,6 +980,9 @@ def test_wgmma_gemm_gpu():
                                  (6144, 512, 1024, None, "wgmma"),  # two launches (gluon_wgmma.plan), chained
                                  (16384, 256, 1100, None, "wgmma"),
                                  (4096, 512, 256, None, "wgmma"), (6144, 512, 192, None, "wgmma"),  # 64-, 128-row tiles
+                                 # 64-row tiles in two K halves (gluon_wgmma.k_splits): natural K order from
+                                 # K = 4096, the K64 order from 8192 (here 129 K steps: halves of 65 and 64)
+                                 (4096, 4096, 136, None, "wgmma"), (1000, 8256, 77, tg.GemmConfig(kind="wgmma", BM=64), None),
                                  (200, 1088, 300, wg, None), (384, 256, 77, wg, None), (1000, 1024, 513, wg, None),
                                  (200, 1088, 300, tg.GemmConfig(kind="wgmma", BM=128), None),
                                  (1000, 1024, 513, tg.GemmConfig(kind="wgmma", BM=256), None)]:
@@ -1019,14 +1028,14 @@ def test_w4a4_pdl_gpu():
     # before the quantizer finished would see the previous call's values.
     # selected paths: gemv2 (M = 1; K > 8192: split 4), mma where Gluon is available (M = 4: its cp.async
     # ring; M = 8 at N >= 16384: plain loads), tc (M = 16, waiting at its start), wgmma on sm_90 (N >= 16384
-    # at M = 200; 64-row tiles at 4096 x 512, M = 256; two launches at 6144 x 1024, the first a dependent
+    # at M = 200; 64-row tiles at 4096 x 512, M = 256, and in two K halves at 4096 x 4096, M = 200; two launches at 6144 x 1024, the first a dependent
     # of the quantizer, the second of the first, reading the activations without waiting for it);
     # explicit gemv2 tiles; forced wgmma
     # with fewer K steps than ring stages (K = 128) and on tile edges
     wg = tg.GemmConfig(kind="wgmma") if gwg.available(torch.device("cuda")) else None
     for N, K, M, cfg in [(4096, 4096, 1, None), (1024, 14336, 1, None), (2048, 4096, 4, None), (512, 4096, 16, None),
                          (16384, 1024, 8, None), (16384, 512, 200, None), (6144, 512, 1024, None),
-                         (16384, 256, 1100, None), (4096, 512, 256, None),
+                         (16384, 256, 1100, None), (4096, 512, 256, None), (4096, 4096, 200, None),
                          (2048, 4096, 2, tg.GemmConfig("gemv2", BM=2, BN=32, BK=512, split_k=2)),
                          (1024, 14336, 4, tg.GemmConfig("gemv2", BM=4, BN=16, BK=1024)),
                          (200, 128, 300, wg), (1000, 1024, 513, wg)]:

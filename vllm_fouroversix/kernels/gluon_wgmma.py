@@ -73,11 +73,12 @@ try:  # Gluon is experimental: a Triton without it (or with another API) falls b
     from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
     _GLUON = hasattr(gl, "warp_specialize")
+    _thread_barrier = getattr(gl, "barrier", None) or gl.thread_barrier  # Triton 3.7's name / 3.6's
 except Exception:  # noqa: BLE001 - ImportError or an API change inside gluon
     _GLUON = False
 
-__all__ = ["available", "usable", "tiles", "tiles_fill", "tile_rows", "plan", "fp4_wgmma_gemm", "BM", "BN", "BK",
-           "TILE_ROWS"]
+__all__ = ["available", "usable", "tiles", "tiles_fill", "tile_rows", "k_splits", "plan", "fp4_wgmma_gemm", "BM",
+           "BN", "BK", "TILE_ROWS"]
 
 #: Output tile: BN weight rows (two warp groups of 64) x BM activation rows; BK values a K step.
 BM, BN, BK = 256, 128, 64
@@ -127,6 +128,20 @@ def tile_rows(M: int, N: int, sms: int) -> int:
     return min(TILE_ROWS, key=lambda tbm: ceil_div(tiles(M, N, tbm), sms) * _TILE_COST[tbm])  # first of equals
 
 
+def k_splits(tbm: int, K: int, perm: bool) -> int:
+    """K halves a CTA works on at once (1 or 2) for tiles of ``tbm`` activation rows; ``perm``: the
+    operand in the K64 order (W4A4). A 64-row tile's warp group spends ~790 cycles a K step where its
+    MMA needs 256 and its decode ~274 issue cycles (run 38b): a latency-bound chain (wait for the
+    stage, decode, MMA, wait for it). Two pairs of MMA warp groups, each with half of the K steps and
+    its own TMA ring, give an SM twice the chains. Run 39a (H100; plain 64-row tiles -> two halves):
+    W4A16 0.80-0.87x the time at M = 136-256 on 4096x4096 and 4096x14336; W4A4 0.85-0.99x at
+    K = 14336, but 0.96-1.08x at K = 4096 (its decode, without byte selection, is shorter); 128-row
+    tiles (3 stages a half to fit, spills) were mixed (0.92-1.35x)."""
+    if tbm != 64:
+        return 1
+    return 2 if K >= (8192 if perm else 4096) else 1
+
+
 def _pair_decode_asm() -> str:
     """PTX: $4 = 4 packed bytes, $5..$8 = each byte's bf16x2 multiplier (s * 2^118, twice).
     $i = the bf16x2 (low nibble, high nibble) of byte i times its multiplier, q * s * 2^-8.
@@ -169,6 +184,9 @@ if _GLUON:
         _SCALE = gl.constexpr(_SCALE_PTX)
         _SELECT = gl.constexpr(_SELECT_PTX)
         _BK = gl.constexpr(BK)
+        # registers of each MMA warp group with two K halves (20 warps: 4 x 128 + 32 threads of 65536 / 640 = 102;
+        # 64-row tiles compile without spills at 96, sm_90, run 38f)
+        _KS_REGS = gl.constexpr(96)
 
         @gluon.constexpr_function
         def _byte_layout():
@@ -267,39 +285,57 @@ if _GLUON:
 
         @gluon.jit
         def _loader(x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk,
-                    STAGES: gl.constexpr, PDL: gl.constexpr, TRIGGER: gl.constexpr):
+                    STAGES: gl.constexpr, PDL: gl.constexpr, TRIGGER: gl.constexpr, KSPLIT: gl.constexpr):
+            # KSPLIT rings of STAGES stages: ring h (stages h * STAGES..) takes K steps h * nkh.. of half h
             nbytes: gl.constexpr = x_desc.block_type.nbytes + 2 * w_desc.block_type.nbytes
+            nkh = (nk + KSPLIT - 1) // KSPLIT
             first = 0
             if PDL:
                 # A programmatic dependent of the quantizer: the first stages' weight tiles do not
-                # depend on it and are requested before waiting for it (the ring starts empty).
-                first = gl.minimum(nk, STAGES)
+                # depend on it and are requested before waiting for it (the rings start empty).
+                first = gl.minimum(nkh, STAGES)
                 for i in range(first):
-                    mbarrier.expect(ready.index(i), nbytes)
-                    tma.async_copy_global_to_shared(w_desc, [n0, i * (_BK // 2)], ready.index(i), w0_smem.index(i))
-                    tma.async_copy_global_to_shared(w_desc, [n0 + 64, i * (_BK // 2)], ready.index(i),
-                                                    w1_smem.index(i))
+                    for h in gl.static_range(KSPLIT):
+                        k = h * nkh + i
+                        if k < nk:
+                            b = h * STAGES + i
+                            mbarrier.expect(ready.index(b), nbytes)
+                            tma.async_copy_global_to_shared(w_desc, [n0, k * (_BK // 2)], ready.index(b),
+                                                            w0_smem.index(b))
+                            tma.async_copy_global_to_shared(w_desc, [n0 + 64, k * (_BK // 2)], ready.index(b),
+                                                            w1_smem.index(b))
                 gdc_wait()
                 if TRIGGER:
                     # The plan's second launch may start now that the quantizer is done (one thread
                     # triggers for its CTA). It reads the activations without waiting for this launch.
                     gdc_launch_dependents()
                 for i in range(first):
-                    tma.async_copy_global_to_shared(x_desc, [m0, i * _BK], ready.index(i), x_smem.index(i))
-            for i in range(first, nk):
-                s = i % STAGES
-                mbarrier.wait(empty.index(s), ((i // STAGES) & 1) ^ 1)  # both MMA groups released it
-                mbarrier.expect(ready.index(s), nbytes)
-                tma.async_copy_global_to_shared(x_desc, [m0, i * _BK], ready.index(s), x_smem.index(s))
-                tma.async_copy_global_to_shared(w_desc, [n0, i * (_BK // 2)], ready.index(s), w0_smem.index(s))
-                tma.async_copy_global_to_shared(w_desc, [n0 + 64, i * (_BK // 2)], ready.index(s), w1_smem.index(s))
+                    for h in gl.static_range(KSPLIT):
+                        k = h * nkh + i
+                        if k < nk:
+                            tma.async_copy_global_to_shared(x_desc, [m0, k * _BK], ready.index(h * STAGES + i),
+                                                            x_smem.index(h * STAGES + i))
+            for i in range(first, nkh):
+                for h in gl.static_range(KSPLIT):
+                    k = h * nkh + i
+                    if k < nk:
+                        b = h * STAGES + i % STAGES
+                        mbarrier.wait(empty.index(b), ((i // STAGES) & 1) ^ 1)  # both MMA groups released it
+                        mbarrier.expect(ready.index(b), nbytes)
+                        tma.async_copy_global_to_shared(x_desc, [m0, k * _BK], ready.index(b), x_smem.index(b))
+                        tma.async_copy_global_to_shared(w_desc, [n0, k * (_BK // 2)], ready.index(b), w0_smem.index(b))
+                        tma.async_copy_global_to_shared(w_desc, [n0 + 64, k * (_BK // 2)], ready.index(b),
+                                                        w1_smem.index(b))
 
         @gluon.jit
-        def _mma_group(x_smem, w_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
+        def _mma_group(x_smem, w_smem, ready, empty, red, red_bar, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
                        M, N, nk, stride_s, stride_om, stride_ga, n0, m0, TBM: gl.constexpr,
                        STAGES: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
-                       PDL: gl.constexpr, CHAINED: gl.constexpr, PERM: gl.constexpr):
-            """One warp group: out rows m0.. (TBM) x weight rows n0..n0+63."""
+                       PDL: gl.constexpr, CHAINED: gl.constexpr, PERM: gl.constexpr, KSPLIT: gl.constexpr,
+                       H: gl.constexpr):
+            """One warp group: out rows m0.. (TBM) x weight rows n0..n0+63, the K steps of half H of
+            KSPLIT. With two halves, half 1 hands its sum to half 0 through ``red`` (shared memory, one
+            arrival on ``red_bar``), which adds it (half 0 + half 1, a fixed order) and runs the epilogue."""
             LA: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                          instr_shape=[16, TBM, 16])
             LW: gl.constexpr = _byte_layout()
@@ -317,22 +353,40 @@ if _GLUON:
             sn = gl.arange(0, 64, layout=gl.SliceLayout(1, LS))
             sel = gl.expand_dims(gl.arange(0, 4, layout=gl.SliceLayout(0, LS)), 0) * 0x101 + 0x4040  # byte j, twice
             s_in = (n0 + sn) < N
-            s_words = s_ptr.to(gl.pointer_type(gl.int32), bitcast=True) + (n0 + sn).to(gl.int64) * (stride_s // 4)
-            sw = gl.load(s_words, mask=s_in, other=0)
+            nkh = (nk + KSPLIT - 1) // KSPLIT
+            cnt = gl.minimum(nk - H * nkh, nkh)  # this half's K steps (the last half may have fewer)
+            s_words = (s_ptr.to(gl.pointer_type(gl.int32), bitcast=True) + (n0 + sn).to(gl.int64) * (stride_s // 4)
+                       + H * nkh)
+            sw = gl.load(s_words, mask=s_in & (cnt > 0), other=0)
             acc = gl.zeros([64, TBM], gl.float32, LA)
-            for i in range(nk):
-                st = i % STAGES
+            for i in range(cnt):
+                st = H * STAGES + i % STAGES
                 mbarrier.wait(ready.index(st), (i // STAGES) & 1)
                 if PERM:
                     a = _decode_perm(_load_words_perm(w_smem.index(st), LP3), sw, sel, LP3, LA)
                 else:
                     wb = _load_bytes(w_smem.index(st), bsel, LW, LWW3)
                     a = _decode(wb, sw, sel, LW, LW3, LA)
-                sw = gl.load(s_words + (i + 1), mask=s_in & (i + 1 < nk), other=0)  # next step's scales
+                sw = gl.load(s_words + (i + 1), mask=s_in & (i + 1 < cnt), other=0)  # next step's scales
                 acc = warpgroup_mma(a, x_smem.index(st).permute((1, 0)), acc, is_async=True)
                 # this group's MMA completes before the next decode reuses registers (see the module doc)
                 acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
                 mbarrier.arrive(empty.index(st))
+            if H == 1:
+                red.store(acc)
+                _thread_barrier()  # the whole warp group's part is stored before the one arrival
+                mbarrier.arrive(red_bar)
+            else:
+                if KSPLIT == 2:
+                    mbarrier.wait(red_bar, 0)
+                    acc = acc + red.load(LA)
+                _epilogue(acc, ga_ptr, gw_ptr, bias_ptr, out_ptr, M, N, stride_om, stride_ga, n0, m0, LA, TBM,
+                          GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED)
+
+        @gluon.jit
+        def _epilogue(acc, ga_ptr, gw_ptr, bias_ptr, out_ptr, M, N, stride_om, stride_ga, n0, m0,
+                      LA: gl.constexpr, TBM: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr,
+                      HAS_BIAS: gl.constexpr, PDL: gl.constexpr, CHAINED: gl.constexpr):
             # Epilogue: the decoded weight was q * s * 2^-8, so acc * 256 is the exact sum;
             # then (acc * (ga * gw)) + bias in FP32 as triton_prefill.scaled_output.
             on = n0 + gl.expand_dims(gl.arange(0, 64, layout=gl.SliceLayout(1, LA)), 1)
@@ -369,7 +423,7 @@ if _GLUON:
             TBM: gl.constexpr, STAGES: gl.constexpr,
             GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
             PDL: gl.constexpr = False, TRIGGER: gl.constexpr = False, CHAINED: gl.constexpr = False,
-            PERM: gl.constexpr = False,
+            PERM: gl.constexpr = False, KSPLIT: gl.constexpr = 1,
         ):
             if TRIGGER and not PDL:
                 # W4A16: the plan's second launch (a programmatic dependent, CHAINED) may start at once
@@ -378,23 +432,51 @@ if _GLUON:
             n0 = gl.program_id(0) * 128
             m0 = gl.program_id(1) * TBM
             nk = K // _BK
-            x_smem = gl.allocate_shared_memory(gl.bfloat16, [STAGES, TBM, _BK], x_desc.layout)
-            w0_smem = gl.allocate_shared_memory(gl.uint8, [STAGES, 64, _BK // 2], w_desc.layout)
-            w1_smem = gl.allocate_shared_memory(gl.uint8, [STAGES, 64, _BK // 2], w_desc.layout)
-            ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-            empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-            for s in gl.static_range(STAGES):
+            NB: gl.constexpr = KSPLIT * STAGES  # a ring of STAGES a K half
+            x_smem = gl.allocate_shared_memory(gl.bfloat16, [NB, TBM, _BK], x_desc.layout)
+            w0_smem = gl.allocate_shared_memory(gl.uint8, [NB, 64, _BK // 2], w_desc.layout)
+            w1_smem = gl.allocate_shared_memory(gl.uint8, [NB, 64, _BK // 2], w_desc.layout)
+            ready = gl.allocate_shared_memory(gl.int64, [NB, 1], mbarrier.MBarrierLayout())
+            empty = gl.allocate_shared_memory(gl.int64, [NB, 1], mbarrier.MBarrierLayout())
+            for s in gl.static_range(NB):
                 mbarrier.init(ready.index(s), count=1)
-                mbarrier.init(empty.index(s), count=2)  # one arrival from each MMA warp group
-            gl.warp_specialize([
-                (_mma_group, (x_smem, w0_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, M, N, nk,
-                              stride_s, stride_om, stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED,
-                              PERM)),
-                (_mma_group, (x_smem, w1_smem, ready, empty, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr, M, N, nk,
-                              stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED,
-                              PERM)),
-                (_loader, (x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk, STAGES, PDL, TRIGGER)),
-            ], [4, 1], [232, 40])
+                mbarrier.init(empty.index(s), count=2)  # one arrival from each MMA warp group of its half
+            if KSPLIT == 1:
+                # (red, red_bar: unused with one K half)
+                gl.warp_specialize([
+                    (_mma_group, (x_smem, w0_smem, ready, empty, ready, ready.index(0), s_ptr, gw_ptr, ga_ptr, bias_ptr,
+                                  out_ptr, M, N, nk, stride_s, stride_om, stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA,
+                                  HAS_BIAS, PDL, CHAINED, PERM, 1, 0)),
+                    (_mma_group, (x_smem, w1_smem, ready, empty, ready, ready.index(0), s_ptr, gw_ptr, ga_ptr, bias_ptr,
+                                  out_ptr, M, N, nk, stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC,
+                                  HAS_GA, HAS_BIAS, PDL, CHAINED, PERM, 1, 0)),
+                    (_loader, (x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk, STAGES, PDL, TRIGGER,
+                               1)),
+                ], [4, 1], [232, 40])
+            else:
+                # two K halves: four MMA warp groups, (weight rows r, half h); 20 warps share the registers
+                red_l: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, order=[1, 0])
+                red0 = gl.allocate_shared_memory(gl.float32, [64, TBM], red_l)
+                red1 = gl.allocate_shared_memory(gl.float32, [64, TBM], red_l)
+                red_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+                for r in gl.static_range(2):
+                    mbarrier.init(red_bar.index(r), count=1)
+                gl.warp_specialize([
+                    (_mma_group, (x_smem, w0_smem, ready, empty, red0, red_bar.index(0), s_ptr, gw_ptr, ga_ptr, bias_ptr,
+                                  out_ptr, M, N, nk, stride_s, stride_om, stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA,
+                                  HAS_BIAS, PDL, CHAINED, PERM, 2, 0)),
+                    (_mma_group, (x_smem, w1_smem, ready, empty, red1, red_bar.index(1), s_ptr, gw_ptr, ga_ptr, bias_ptr,
+                                  out_ptr, M, N, nk, stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC,
+                                  HAS_GA, HAS_BIAS, PDL, CHAINED, PERM, 2, 0)),
+                    (_mma_group, (x_smem, w0_smem, ready, empty, red0, red_bar.index(0), s_ptr, gw_ptr, ga_ptr, bias_ptr,
+                                  out_ptr, M, N, nk, stride_s, stride_om, stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA,
+                                  HAS_BIAS, PDL, CHAINED, PERM, 2, 1)),
+                    (_mma_group, (x_smem, w1_smem, ready, empty, red1, red_bar.index(1), s_ptr, gw_ptr, ga_ptr, bias_ptr,
+                                  out_ptr, M, N, nk, stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC,
+                                  HAS_GA, HAS_BIAS, PDL, CHAINED, PERM, 2, 1)),
+                    (_loader, (x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk, STAGES, PDL, TRIGGER,
+                               2)),
+                ], [4, 4, 4, 1], [_KS_REGS, _KS_REGS, _KS_REGS, 40])
 
         _WGMMA = FastKernel(_fp4_wgmma_gemm_kernel)  # Triton's per-call launch Python skipped (kernels/launch.py)
     except Exception:  # noqa: BLE001
@@ -449,7 +531,7 @@ def _weight_desc(data: torch.Tensor, n0: int, n1: int):
 def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
                    ga: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, stride_ga: int, flags: dict,
                    sms: int = 132, pdl: bool = False, chain: bool = False, perm: bool = False,
-                   tbm: int | None = None) -> torch.Tensor:
+                   tbm: int | None = None, ksplit: int | None = None) -> torch.Tensor:
     """``out`` [M, N] = bf16 ``a`` [M, K] x the NVFP4 weight (``data`` [N, K/2], ``sbytes``
     [N, K/16] uint8), with the epilogue operands as ``triton_prefill.epilogue_args`` returns
     them; one or two launches (:func:`plan` for ``sms`` SMs and ``tbm`` activation rows a tile).
@@ -459,20 +541,24 @@ def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw
     ``chain``: a second launch is a programmatic dependent of the first, which lets it start once it
     no longer waits for the kernel before it (at once for W4A16): its CTAs take the SMs as the
     first launch's finish, instead of after the whole first launch (run 24k: 6144x4096 at M = 1024
-    W4A16 86.8 -> 85.8 us, W4A4 93.6 -> 92.0 us)."""
+    W4A16 86.8 -> 85.8 us, W4A4 93.6 -> 92.0 us).
+    ``ksplit``: K halves a CTA (default :func:`k_splits`; 2 only with 64-row tiles)."""
     M, K = a.shape
     N = data.shape[0]
     if not _GLUON or not usable(a, data, sbytes):
         raise ValueError(f"fp4_wgmma_gemm cannot take M={M}, K={K}, {a.dtype} with these strides/alignments")
     launches = plan(M, N, sms, tbm)
     for j, (n0, n1, tbm) in enumerate(launches):
+        ks = ksplit or k_splits(tbm, K, perm)
+        if ks not in (1, 2) or (ks == 2 and tbm != 64):
+            raise ValueError(f"fp4_wgmma_gemm: ksplit={ks} with {tbm}-row tiles (two K halves fit 64-row tiles only)")
         x_desc = TensorDescriptor.from_tensor(a, [tbm, BK], _x_layout(tbm))
         w_desc = _weight_desc(data, n0, n1)
         gw_p = gw[n0:n1] if flags["GW_VEC"] else gw
         bias_p = bias[n0:n1] if flags["HAS_BIAS"] else bias
         _WGMMA[(ceil_div(n1 - n0, BN), ceil_div(M, tbm))](
             x_desc, w_desc, sbytes[n0:n1], gw_p, ga, bias_p, out[:, n0:n1], M, n1 - n0, K, sbytes.stride(0),
-            out.stride(0), stride_ga, TBM=tbm, STAGES=_STAGES, PERM=perm, **flags,
+            out.stride(0), stride_ga, TBM=tbm, STAGES=_STAGES, PERM=perm, KSPLIT=ks, **flags,
             num_warps=4, **pdl_launch(pdl and j == 0),
             **({"TRIGGER": True} if chain and j + 1 < len(launches) else {}),
             **pdl_launch(chain and j > 0, "CHAINED"))

@@ -747,7 +747,7 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     activations are bf16, the only dtype the Gluon kernels take): for 2 <= M <= 8 on a
     CUDA device the 'mma' kernel of ``gluon_gemm``, and for 128 < M on sm_90 the
     'wgmma' kernel of ``gluon_wgmma`` where its tiles (``gluon_wgmma.tile_rows``) fill the SMs (the last wave
-    at least 85% full, or one wave at least 70% full), where 768 < M and ``gluon_wgmma.plan``
+    at least 85% full, or one wave at least 70% full), where 768 < M (512 < M without cuBLAS prefill) and ``gluon_wgmma.plan``
     splits the weight rows into whole waves and a wave of 128-row tiles, or N >= 16384; beyond
     M = 1024 only where the decode + GEMM path's GEMM would not be cuBLAS: W4A4 (``a_k64``, its
     operand in the K64 order) at any M, W4A16 with a per-row weight scale up to M = 2048.
@@ -798,8 +798,10 @@ def _select(M: int, N: int, K: int, sms: int, cublas_prefill: bool, mma: bool, w
         # Whole waves of 256-row tiles, then one wave of 128-row tiles (gluon_wgmma.plan); run 17h,
         # us: 6144x4096 M = 1024 88.7 vs decode + cuBLAS 91.2 (bf16 69.3), 14336x4096 M = 1024 201.7
         # vs 217.2; but 6144x4096 M = 768 85.6 vs 70.0 (the plan's time does not shrink with M,
-        # cuBLAS's does): for 4 tiles of M only.
-        split = M > 3 * gluon_wgmma.BM and len(gluon_wgmma.plan(M, N, sms, tbm)) > 1
+        # cuBLAS's does): for 4 tiles of M only, or 3 where the other path's GEMM is not cuBLAS (run 39a:
+        # W4A4 6144x4096 M = 768 78.8 us vs 108.4 decode + the Triton GEMM).
+        split = ((M > 3 * gluon_wgmma.BM or (M > 2 * gluon_wgmma.BM and not cublas_prefill))
+                 and len(gluon_wgmma.plan(M, N, sms, tbm)) > 1)
         if N >= 16384 or tiles_fill >= 0.85 or (one_wave and tiles_fill >= 0.7) or split:
             return GemmConfig(kind="wgmma", BM=tbm, BN=gluon_wgmma.BN, BK=gluon_wgmma.BK, num_warps=9, num_stages=4)
     if M <= 2:
