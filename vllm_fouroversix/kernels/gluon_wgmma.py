@@ -17,6 +17,10 @@ it is in registers:
 - TBM (activation rows a tile) is 256, or 128 or 64 where 256-row tiles would leave SMs idle
   (:func:`tile_rows`; run 38b: W4A4 4096x4096 at M = 256 25.5 us in 64-row tiles, 43.0 in 256-row
   tiles, 39.7 on the tc tiles selected before);
+- a 64-row tile's K steps may be split in two halves inside the CTA (:func:`k_splits`): four MMA warp
+  groups, two a weight slab, each half with its own TMA ring; the second half's sum reaches the first
+  through shared memory (fixed order) before the epilogue. Twice the latency-bound chains an SM (run
+  39: W4A16 0.79-0.87x the time at M = 136-256 on 4096x4096 and 4096x14336);
 - the registers of the m16n8k16 A fragment hold (k, k + 1) pairs: each thread decodes
   whole bytes, so it reads bytes c, c + 4, ... (c = lane % 4) of its rows; one PTX
   block turns 4 bytes into four bf16x2 (low nibble, high nibble) pairs and multiplies
