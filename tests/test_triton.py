@@ -596,9 +596,9 @@ def test_quantizer_sign_mask_selection(monkeypatch):
 def test_wgmma_selection(monkeypatch):
     # The Gluon wgmma kernel (128 < M, bf16, sm_90; beyond M = 1024 only where the prefill GEMM would
     # not be cuBLAS) is taken where its tiles of 128 weight rows and 256, 128 or 64 activation rows
-    # (gluon_wgmma.tile_rows) fill the SMs (last wave >= 85% full, or one wave >= 70%), where M > 768 (512
-    # without cuBLAS prefill) and its launches split into whole waves and a wave of 128-row tiles, or N >= 16384; never without such
-    # a device.
+    # (gluon_wgmma.tile_rows) fill the SMs (last wave >= 85% full, or one wave >= 70%), where M > 768
+    # (512 without cuBLAS prefill) and its launches split into whole waves and a wave of 128-row
+    # tiles, or N >= 16384; never without such a device.
     assert not gwg.available(torch.device("cpu"))
     assert tg.select_config(1024, 4096, 4096, torch.device("cpu")).kind == "dq"
     assert gwg.tiles_fill(1024, 4096, 132) == pytest.approx(128 / 132)
@@ -968,8 +968,9 @@ def test_wgmma_gemm_gpu():
     # The Gluon wgmma kernel (bf16, sm_90): selected at M = 1024 on a 4096-row weight, at
     # N >= 16384 (also beyond M = 1024: no cuBLAS prefill here, the weight scale is not given as a
     # float), at M = 1024 on 6144 rows in two launches (256- then 128-row tiles), and in tiles of 64
-    # and 128 activation rows (M = 256 and 192), the 64-row tiles also in two K halves; forced on tile edges (M, N off the tiles, K = 17
-    # steps of 64; the forced config's tiles: 64 rows by gluon_wgmma.tile_rows, 128, 256), with a
+    # and 128 activation rows (M = 256 and 192), the 64-row tiles also in two K halves; forced on
+    # tile edges (M, N off the tiles, K = 17 steps of 64; the forced config's tiles: 64 rows by
+    # gluon_wgmma.tile_rows, 128, 256), with a
     # per-channel weight scale, bias, W4A4 per-row and per-tensor activation scales, a row stride
     # larger than K; a row stride TMA cannot take and fp16 activations take the other paths.
     if not gwg.available(torch.device("cuda")):
@@ -982,7 +983,8 @@ def test_wgmma_gemm_gpu():
                                  (4096, 512, 256, None, "wgmma"), (6144, 512, 192, None, "wgmma"),  # 64-, 128-row tiles
                                  # 64-row tiles in two K halves (gluon_wgmma.k_splits): natural K order from
                                  # K = 4096, the K64 order from 8192 (here 129 K steps: halves of 65 and 64)
-                                 (4096, 4096, 136, None, "wgmma"), (1000, 8256, 77, tg.GemmConfig(kind="wgmma", BM=64), None),
+                                 (4096, 4096, 136, None, "wgmma"),
+                                 (1000, 8256, 77, tg.GemmConfig(kind="wgmma", BM=64), None),
                                  (200, 1088, 300, wg, None), (384, 256, 77, wg, None), (1000, 1024, 513, wg, None),
                                  (200, 1088, 300, tg.GemmConfig(kind="wgmma", BM=128), None),
                                  (1000, 1024, 513, tg.GemmConfig(kind="wgmma", BM=256), None)]:
@@ -1028,8 +1030,9 @@ def test_w4a4_pdl_gpu():
     # before the quantizer finished would see the previous call's values.
     # selected paths: gemv2 (M = 1; K > 8192: split 4), mma where Gluon is available (M = 4: its cp.async
     # ring; M = 8 at N >= 16384: plain loads), tc (M = 16, waiting at its start), wgmma on sm_90 (N >= 16384
-    # at M = 200; 64-row tiles at 4096 x 512, M = 256, and in two K halves at 4096 x 4096, M = 200; two launches at 6144 x 1024, the first a dependent
-    # of the quantizer, the second of the first, reading the activations without waiting for it);
+    # at M = 200; 64-row tiles at 4096 x 512, M = 256, and in two K halves at 4096 x 4096, M = 200;
+    # two launches at 6144 x 1024, the first a dependent of the quantizer, the second of the first,
+    # reading the activations without waiting for it);
     # explicit gemv2 tiles; forced wgmma
     # with fewer K steps than ring stages (K = 128) and on tile edges
     wg = tg.GemmConfig(kind="wgmma") if gwg.available(torch.device("cuda")) else None

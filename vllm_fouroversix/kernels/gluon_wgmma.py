@@ -20,7 +20,7 @@ it is in registers:
 - a 64-row tile's K steps may be split in two halves inside the CTA (:func:`k_splits`): four MMA warp
   groups, two a weight slab, each half with its own TMA ring; the second half's sum reaches the first
   through shared memory (fixed order) before the epilogue. Twice the latency-bound chains an SM (run
-  39: W4A16 0.79-0.87x the time at M = 136-256 on 4096x4096 and 4096x14336);
+  39: W4A16 0.79-0.88x the time at M = 136-256 on 4096x4096 and 4096x14336);
 - the registers of the m16n8k16 A fragment hold (k, k + 1) pairs: each thread decodes
   whole bytes, so it reads bytes c, c + 4, ... (c = lane % 4) of its rows; one PTX
   block turns 4 bytes into four bf16x2 (low nibble, high nibble) pairs and multiplies
@@ -394,7 +394,6 @@ if _GLUON:
             # Epilogue: the decoded weight was q * s * 2^-8, so acc * 256 is the exact sum;
             # then (acc * (ga * gw)) + bias in FP32 as triton_prefill.scaled_output.
             on = n0 + gl.expand_dims(gl.arange(0, 64, layout=gl.SliceLayout(1, LA)), 1)
-            om = m0 + gl.expand_dims(gl.arange(0, TBM, layout=gl.SliceLayout(0, LA)), 0)
             if PDL or (CHAINED and HAS_GA):
                 # the activation scales come from the quantizer (long done by now); the plan's second
                 # launch (CHAINED) waits for the first, which waited for the quantizer

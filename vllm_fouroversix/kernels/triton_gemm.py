@@ -746,9 +746,9 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     ('dq'). Where Gluon is available (``allow_mma``: ``fp4_gemm`` passes whether the
     activations are bf16, the only dtype the Gluon kernels take): for 2 <= M <= 8 on a
     CUDA device the 'mma' kernel of ``gluon_gemm``, and for 128 < M on sm_90 the
-    'wgmma' kernel of ``gluon_wgmma`` where its tiles (``gluon_wgmma.tile_rows``) fill the SMs (the last wave
-    at least 85% full, or one wave at least 70% full), where 768 < M (512 < M without cuBLAS prefill) and ``gluon_wgmma.plan``
-    splits the weight rows into whole waves and a wave of 128-row tiles, or N >= 16384; beyond
+    'wgmma' kernel of ``gluon_wgmma`` where its tiles (``gluon_wgmma.tile_rows``) fill the SMs (the
+    last wave at least 85% full, or one wave at least 70% full), where 768 < M (512 < M without
+    cuBLAS prefill) and ``gluon_wgmma.plan`` splits the weight rows into whole waves and a wave of 128-row tiles, or N >= 16384; beyond
     M = 1024 only where the decode + GEMM path's GEMM would not be cuBLAS: W4A4 (``a_k64``, its
     operand in the K64 order) at any M, W4A16 with a per-row weight scale up to M = 2048.
     ``cublas_prefill``: that GEMM would be cuBLAS (W4A16 with a host-side weight scale), not the
