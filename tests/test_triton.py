@@ -613,12 +613,12 @@ def test_wgmma_selection(monkeypatch):
     assert kinds == {(1024, 4096, 4096): "wgmma", (1024, 4096, 14336): "wgmma", (1024, 28672, 4096): "wgmma",
                      (256, 28672, 4096): "wgmma", (1024, 6144, 4096): "wgmma", (768, 6144, 4096): "dq",
                      (512, 6144, 4096): "wgmma", (512, 4096, 4096): "wgmma", (2048, 4096, 4096): "dq",
-                     (128, 28672, 4096): "tc", (1024, 4096, 4128): "dq", (256, 4096, 4096): "wgmma",
+                     (128, 28672, 4096): "wgmma", (1024, 4096, 4128): "dq", (256, 4096, 4096): "wgmma",
                      (192, 6144, 4096): "wgmma", (160, 4096, 4096): "wgmma", (256, 1024, 4096): "dq"}
     # the activation rows a tile: the fewest waves times a tile's time (run 38b: 64 rows 0.6, 128 rows 0.8
     # of 256's)
     rows = {k: tg.select_config(*k, dev).BM for k, v in kinds.items() if v == "wgmma"}
-    assert rows == {(1024, 4096, 4096): 256, (1024, 4096, 14336): 256, (1024, 28672, 4096): 256,
+    assert rows == {(1024, 4096, 4096): 256, (1024, 4096, 14336): 256, (1024, 28672, 4096): 256, (128, 28672, 4096): 128,
                     (256, 28672, 4096): 256, (1024, 6144, 4096): 256, (512, 6144, 4096): 256, (512, 4096, 4096): 128,
                     (256, 4096, 4096): 64, (192, 6144, 4096): 128, (160, 4096, 4096): 64}
     assert tg.select_config(256, 4096, 4096, dev).short() == "wgmma 64x128x64"
@@ -637,6 +637,26 @@ def test_wgmma_selection(monkeypatch):
     assert [gwg.k_splits(t, K, p) for t, K, p in [(64, 4096, False), (64, 2048, False), (64, 4096, True),
                                                  (64, 8192, True), (128, 14336, False), (256, 4096, False)]] == \
         [2, 1, 1, 2, 1, 1]
+    # 16 < M <= 128: K also split over CTAs (gluon_wgmma.split_plan, run 40a): 32-row tiles to M = 32, 64-row
+    # to 64, then tile_rows'; the most splits (<= 4, >= 8 K steps each) that keep one wave; only where the
+    # CTAs fill that wave >= 70% (N = 1024, 11008x4096's 86 tiles, K = 256's 4 steps: the tc tiles); M = 16
+    # keeps the tc tiles. Two K halves a CTA by its share of K.
+    small = [(16, 4096, 4096), (17, 4096, 4096), (32, 6144, 4096), (33, 4096, 14336), (64, 28672, 4096),
+             (77, 4096, 4096), (128, 6144, 4096), (64, 1024, 4096), (64, 11008, 4096), (32, 4096, 256)]
+    for a_k64 in (False, True):
+        got = {k: tg.select_config(*k, dev, cublas_prefill=not a_k64, a_k64=a_k64).short() for k in small}
+        assert {k: v.split(" w")[0] for k, v in got.items()} == {
+            (16, 4096, 4096): "tc 16x64x256 s4", (17, 4096, 4096): "wgmma 32x128x64 s4",
+            (32, 6144, 4096): "wgmma 32x128x64 s2", (33, 4096, 14336): "wgmma 64x128x64 s4",
+            (64, 28672, 4096): "wgmma 64x128x64", (77, 4096, 4096): "wgmma 64x128x64 s2",
+            (128, 6144, 4096): "wgmma 64x128x64", (64, 1024, 4096): "tc 64x64x128 s8",
+            (64, 11008, 4096): "tc 64x64x64 s2", (32, 4096, 256): "tc 32x64x256 s1"}, a_k64
+    assert gwg.split_plan(16, 4096, 4096, 132) == (32, 4) and gwg.split_plan(96, 28672, 4096, 132) == (128, 1)
+    assert [gwg.k_splits(t, K, p) for t, K, p in [(32, 2048, False), (32, 1024, False), (64, 2048, False),
+                                                 (64, 7168, True), (32, 4096, True), (16, 2048, False)]] == \
+        [2, 1, 1, 2, 1, 2]
+    monkeypatch.setattr(tg, "_WGMMA_SPLIT_K", False)  # experiments: the tc tiles again
+    assert tg.select_config(64, 4096, 4096, dev).kind == "tc"
     # beyond M = 1024 only where the prefill GEMM would not be cuBLAS: W4A4 (its K64 operand) at any M,
     # W4A16 with a per-row weight scale up to M = 2048; there too where the tiles fill the waves or
     # split into whole waves
@@ -834,7 +854,8 @@ def test_kernels_compile_without_gpu(cc):
         pytest.skip(f"{TRITON_FOR_CUDA} missing: tools/setup_env.sh installs it")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([TRITON_FOR_CUDA, ROOT])
-    names = _compile_triton(cc, ["--ms", "1", "3", "16", "200", "300", "1024", "1100", "--modes", "none", "token",
+    names = _compile_triton(cc, ["--ms", "1", "3", "16", "32", "64", "200", "300", "1024", "1100", "--modes", "none",
+                                 "token",
                                  "--dtypes", "bfloat16", "--shapes", "4096x4096", "200x1040"], 600, env,
                             expect="(Triton 3.7.1, no GPU;")
     want = {"_quantize_kernel", "_fp4_gemv2_kernel", "_fp4_mma_gemm_kernel", "_fp4_gemm_kernel", "_dequant_kernel"}
@@ -968,7 +989,8 @@ def test_wgmma_gemm_gpu():
     # The Gluon wgmma kernel (bf16, sm_90): selected at M = 1024 on a 4096-row weight, at
     # N >= 16384 (also beyond M = 1024: no cuBLAS prefill here, the weight scale is not given as a
     # float), at M = 1024 on 6144 rows in two launches (256- then 128-row tiles), and in tiles of 64
-    # and 128 activation rows (M = 256 and 192), the 64-row tiles also in two K halves; forced on
+    # and 128 activation rows (M = 256 and 192), the 64-row tiles also in two K halves, with K split
+    # over CTAs at M = 20..100 (32- and 64-row tiles); forced on
     # tile edges (M, N off the tiles, K = 17 steps of 64; the forced config's tiles: 64 rows by
     # gluon_wgmma.tile_rows, 128, 256), with a
     # per-channel weight scale, bias, W4A4 per-row and per-tensor activation scales, a row stride
@@ -985,6 +1007,14 @@ def test_wgmma_gemm_gpu():
                                  # K = 4096, the K64 order from 8192 (here 129 K steps: halves of 65 and 64)
                                  (4096, 4096, 136, None, "wgmma"),
                                  (1000, 8256, 77, tg.GemmConfig(kind="wgmma", BM=64), None),
+                                 # K split over CTAs (16 < M <= 128): selected (64 rows, 4 splits; 32 rows, 2
+                                 # splits of 2048 in two halves for W4A16); forced: 129 K steps in 33, 33, 33,
+                                 # 30; 3 splits of 43 in 32-row tiles (two halves for W4A16); 2 splits of 7168
+                                 # in two halves (both orders)
+                                 (4096, 4096, 64, None, "wgmma"), (6144, 4096, 20, None, "wgmma"),
+                                 (1000, 8256, 77, tg.GemmConfig(kind="wgmma", BM=64, split_k=4), None),
+                                 (384, 8256, 45, tg.GemmConfig(kind="wgmma", BM=32, split_k=3), None),
+                                 (1000, 14336, 100, tg.GemmConfig(kind="wgmma", BM=64, split_k=2), None),
                                  (200, 1088, 300, wg, None), (384, 256, 77, wg, None), (1000, 1024, 513, wg, None),
                                  (200, 1088, 300, tg.GemmConfig(kind="wgmma", BM=128), None),
                                  (1000, 1024, 513, tg.GemmConfig(kind="wgmma", BM=256), None)]:
@@ -1019,6 +1049,11 @@ def test_wgmma_gemm_gpu():
             torch.testing.assert_close(out, ref, **tol)
             out = tg.fp4_gemm(x.half().cuda(), data, scales, gw, bias=bias.cuda()).float().cpu()
             torch.testing.assert_close(out, ref, **tol)
+    # a split without K steps is refused (2 K steps in 4 splits)
+    wq = _weight(256, 128, seed=5)
+    with pytest.raises(ValueError, match="splits=4"):
+        tg.fp4_gemm(_acts((64, 128), seed=1).cuda(), wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda(),
+                    config=tg.GemmConfig(kind="wgmma", BM=64, split_k=4))
     assert not tg._WGMMA_FAILED, tg._WGMMA_FAILED
 
 
@@ -1032,13 +1067,15 @@ def test_w4a4_pdl_gpu():
     # ring; M = 8 at N >= 16384: plain loads), tc (M = 16, waiting at its start), wgmma on sm_90 (N >= 16384
     # at M = 200; 64-row tiles at 4096 x 512, M = 256, and in two K halves at 4096 x 4096, M = 200;
     # two launches at 6144 x 1024, the first a dependent of the quantizer, the second of the first,
-    # reading the activations without waiting for it);
+    # reading the activations without waiting for it; K split over CTAs at 4096 x 4096, M = 64 and
+    # 6144 x 1024, M = 20, the last CTA of a tile adding the partials);
     # explicit gemv2 tiles; forced wgmma
     # with fewer K steps than ring stages (K = 128) and on tile edges
     wg = tg.GemmConfig(kind="wgmma") if gwg.available(torch.device("cuda")) else None
     for N, K, M, cfg in [(4096, 4096, 1, None), (1024, 14336, 1, None), (2048, 4096, 4, None), (512, 4096, 16, None),
                          (16384, 1024, 8, None), (16384, 512, 200, None), (6144, 512, 1024, None),
                          (16384, 256, 1100, None), (4096, 512, 256, None), (4096, 4096, 200, None),
+                         (4096, 4096, 64, None), (6144, 1024, 20, None),
                          (2048, 4096, 2, tg.GemmConfig("gemv2", BM=2, BN=32, BK=512, split_k=2)),
                          (1024, 14336, 4, tg.GemmConfig("gemv2", BM=4, BN=16, BK=1024)),
                          (200, 128, 300, wg), (1000, 1024, 513, wg)]:

@@ -1,7 +1,8 @@
 """Batch/prefill NVFP4 GEMM on Hopper ``wgmma`` with the weight decoded straight into the
-MMA's A-operand registers (Gluon, sm_90). Used for 128 < M where its tiles fill the SMs:
-up to M = 1024 always, beyond only where the other path's GEMM would not be cuBLAS (W4A4; W4A16
-with a per-row weight scale up to M = 2048); ``triton_gemm.select_config`` says where.
+MMA's A-operand registers (Gluon, sm_90). Used for 16 < M where its tiles fill the SMs:
+up to M = 1024 always (up to M = 128 with K split over CTAs), beyond only where the other path's GEMM
+would not be cuBLAS (W4A4; W4A16 with a per-row weight scale up to M = 2048);
+``triton_gemm.select_config`` says where.
 
 The other large-M path decodes the whole weight into a bf16 workspace and then runs
 cuBLAS or the Triton GEMM: the decode pass writes N x K x 2 bytes and costs about a
@@ -21,6 +22,11 @@ it is in registers:
   groups, two a weight slab, each half with its own TMA ring; the second half's sum reaches the first
   through shared memory (fixed order) before the epilogue. Twice the latency-bound chains an SM (run
   39: W4A16 0.79-0.88x the time at M = 136-256 on 4096x4096 and 4096x14336);
+- for 16 < M <= 128 (:func:`split_plan`: tiles of 32, 64 or 128 rows) the K steps are also split over
+  up to 4 CTAs where the tiles alone would leave SMs idle: each CTA stores its fp32 sum, the last of a
+  tile's CTAs (a counter a tile, as ``triton_gemm``'s split-K tiles) adds them in split order and
+  runs the epilogue (run 40a: 0.66-0.97x the time of the split-K tensor-core tiles at M = 32-128 on
+  the Llama-3-8B shapes, except W4A16 6144x4096 at M = 32, 1.05x);
 - the registers of the m16n8k16 A fragment hold (k, k + 1) pairs: each thread decodes
   whole bytes, so it reads bytes c, c + 4, ... (c = lane % 4) of its rows; one PTX
   block turns 4 bytes into four bf16x2 (low nibble, high nibble) pairs and multiplies
@@ -81,8 +87,8 @@ try:  # Gluon is experimental: a Triton without it (or with another API) falls b
 except Exception:  # noqa: BLE001 - ImportError or an API change inside gluon
     _GLUON = False
 
-__all__ = ["available", "usable", "tiles", "tiles_fill", "tile_rows", "k_splits", "plan", "fp4_wgmma_gemm", "BM",
-           "BN", "BK", "TILE_ROWS"]
+__all__ = ["available", "usable", "tiles", "tiles_fill", "tile_rows", "k_splits", "split_plan", "plan",
+           "fp4_wgmma_gemm", "BM", "BN", "BK", "TILE_ROWS", "MAX_SPLITS"]
 
 #: Output tile: BN weight rows (two warp groups of 64) x BM activation rows; BK values a K step.
 BM, BN, BK = 256, 128, 64
@@ -93,6 +99,8 @@ _STAGES = 4
 _TILE_COST = {256: 1.0, 128: 0.8, 64: 0.6}
 TILE_ROWS = tuple(_TILE_COST)  # largest first: tile_rows breaks ties toward it
 _TBM = 0  # experiments: plan() uses tiles of this many activation rows (64, 128, 256) in one launch
+#: K splits over CTAs at most (:func:`split_plan`; run 40a: 8 was never the fastest)
+MAX_SPLITS = 4
 _SPLIT = True  # plan(): a second launch of 128-row tiles for a partly empty last wave (off: experiments;
 # triton_gemm.select_config caches its choices: clear triton_gemm._select after changing it)
 
@@ -133,17 +141,42 @@ def tile_rows(M: int, N: int, sms: int) -> int:
 
 
 def k_splits(tbm: int, K: int, perm: bool) -> int:
-    """K halves a CTA works on at once (1 or 2) for tiles of ``tbm`` activation rows; ``perm``: the
-    operand in the K64 order (W4A4). A 64-row tile's warp group spends ~790 cycles a K step where its
-    MMA needs 256 and its decode ~274 issue cycles (run 38b): a latency-bound chain (wait for the
-    stage, decode, MMA, wait for it). Two pairs of MMA warp groups, each with half of the K steps and
-    its own TMA ring, give an SM twice the chains. Run 39a (H100; plain 64-row tiles -> two halves):
-    W4A16 0.80-0.87x the time at M = 136-256 on 4096x4096 and 4096x14336; W4A4 0.85-0.99x at
-    K = 14336, but 0.96-1.08x at K = 4096 (its decode, without byte selection, is shorter); 128-row
-    tiles (3 stages a half to fit, spills) were mixed (0.92-1.35x)."""
-    if tbm != 64:
+    """K halves a CTA works on at once (1 or 2) for tiles of ``tbm`` activation rows and ``K`` values a
+    CTA (its share where K is split over CTAs); ``perm``: the operand in the K64 order (W4A4). A 64-row
+    tile's warp group spends ~790 cycles a K step where its MMA needs 256 and its decode ~274 issue
+    cycles (run 38b): a latency-bound chain (wait for the stage, decode, MMA, wait for it). Two pairs of
+    MMA warp groups, each with half of the K steps and its own TMA ring, give an SM twice the chains.
+    Run 39a (H100; plain 64-row tiles -> two halves): W4A16 0.80-0.87x the time at M = 136-256 on
+    4096x4096 and 4096x14336; W4A4 0.85-0.99x at K = 14336, but 0.96-1.08x at K = 4096 (its decode,
+    without byte selection, is shorter); 128-row tiles (3 stages a half to fit, spills) were mixed
+    (0.92-1.35x). Run 40a (M = 32-128, K split over CTAs, one half -> two): W4A4 7168 a CTA 0.76 ->
+    0.71x the tc tiles' time; W4A16 in 32-row tiles (a shorter MMA, a longer wait) from 2048 a CTA
+    (1.12 -> 1.05, 1.01 -> 0.92), but not at 1024 (1.00 -> 1.06); 64-row tiles at 3584 1.30 -> 0.96."""
+    if tbm > 64:
         return 1
-    return 2 if K >= (8192 if perm else 4096) else 1
+    return 2 if K >= (6144 if perm else 4096 if tbm == 64 else 2048) else 1
+
+
+def split_plan(M: int, N: int, K: int, sms: int) -> tuple[int, int] | None:
+    """(activation rows a tile, K splits over CTAs) for 16 < M <= 128, or None where the tiles would
+    leave the SMs idle (the CTAs' last wave under 70% full, e.g. N = 1024: 8 tiles a row block).
+
+    Tiles of 32 rows up to M = 32, 64 up to 64, then :func:`tile_rows`' (64 or 128); K split in the
+    most parts (at most ``MAX_SPLITS``, at least 8 K steps each) that keep the CTAs in one wave.
+    Run 40a (H100, rotating weights; against the split-K tensor-core tiles selected before): M = 32
+    W4A4 0.81-0.91x the time, W4A16 0.91-1.05x; M = 64 0.66-0.90x / 0.75-0.97x; M = 128 0.68-0.81x /
+    0.75-0.86x (4096x4096, 6144x4096, 4096x14336, 28672x4096). At M = 16 it was not faster (W4A16
+    1.09-1.27x, W4A4 0.92-1.13x): the 16x64x256 tiles stay there. Splits beyond one wave were slower
+    (6144x4096 M = 64 four splits, 192 CTAs: 1.07 vs 0.84x with two)."""
+    tbm = 32 if M <= 32 else 64 if M <= 64 else tile_rows(M, N, sms)
+    t, nk = tiles(M, N, tbm), K // BK
+    s = 1
+    while s * 2 <= MAX_SPLITS and t * s * 2 <= sms and nk // (s * 2) >= 8:
+        s *= 2
+    ctas = t * s
+    if ctas / (ceil_div(ctas, sms) * sms) < 0.7:
+        return None
+    return tbm, s
 
 
 def _pair_decode_asm() -> str:
@@ -288,7 +321,7 @@ if _GLUON:
                                      assert_trivial=True)
 
         @gluon.jit
-        def _loader(x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk,
+        def _loader(x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, kb, nk,
                     STAGES: gl.constexpr, PDL: gl.constexpr, TRIGGER: gl.constexpr, KSPLIT: gl.constexpr):
             # KSPLIT rings of STAGES stages: ring h (stages h * STAGES..) takes K steps h * nkh.. of half h
             nbytes: gl.constexpr = x_desc.block_type.nbytes + 2 * w_desc.block_type.nbytes
@@ -304,9 +337,9 @@ if _GLUON:
                         if k < nk:
                             b = h * STAGES + i
                             mbarrier.expect(ready.index(b), nbytes)
-                            tma.async_copy_global_to_shared(w_desc, [n0, k * (_BK // 2)], ready.index(b),
+                            tma.async_copy_global_to_shared(w_desc, [n0, (kb + k) * (_BK // 2)], ready.index(b),
                                                             w0_smem.index(b))
-                            tma.async_copy_global_to_shared(w_desc, [n0 + 64, k * (_BK // 2)], ready.index(b),
+                            tma.async_copy_global_to_shared(w_desc, [n0 + 64, (kb + k) * (_BK // 2)], ready.index(b),
                                                             w1_smem.index(b))
                 gdc_wait()
                 if TRIGGER:
@@ -317,7 +350,7 @@ if _GLUON:
                     for h in gl.static_range(KSPLIT):
                         k = h * nkh + i
                         if k < nk:
-                            tma.async_copy_global_to_shared(x_desc, [m0, k * _BK], ready.index(h * STAGES + i),
+                            tma.async_copy_global_to_shared(x_desc, [m0, (kb + k) * _BK], ready.index(h * STAGES + i),
                                                             x_smem.index(h * STAGES + i))
             for i in range(first, nkh):
                 for h in gl.static_range(KSPLIT):
@@ -326,20 +359,24 @@ if _GLUON:
                         b = h * STAGES + i % STAGES
                         mbarrier.wait(empty.index(b), ((i // STAGES) & 1) ^ 1)  # both MMA groups released it
                         mbarrier.expect(ready.index(b), nbytes)
-                        tma.async_copy_global_to_shared(x_desc, [m0, k * _BK], ready.index(b), x_smem.index(b))
-                        tma.async_copy_global_to_shared(w_desc, [n0, k * (_BK // 2)], ready.index(b), w0_smem.index(b))
-                        tma.async_copy_global_to_shared(w_desc, [n0 + 64, k * (_BK // 2)], ready.index(b),
+                        tma.async_copy_global_to_shared(x_desc, [m0, (kb + k) * _BK], ready.index(b), x_smem.index(b))
+                        tma.async_copy_global_to_shared(w_desc, [n0, (kb + k) * (_BK // 2)], ready.index(b),
+                                                        w0_smem.index(b))
+                        tma.async_copy_global_to_shared(w_desc, [n0 + 64, (kb + k) * (_BK // 2)], ready.index(b),
                                                         w1_smem.index(b))
 
         @gluon.jit
         def _mma_group(x_smem, w_smem, ready, empty, red, red_bar, s_ptr, gw_ptr, ga_ptr, bias_ptr, out_ptr,
-                       M, N, nk, stride_s, stride_om, stride_ga, n0, m0, TBM: gl.constexpr,
+                       part_ptr, lock_ptr, M, N, nk, stride_s, stride_om, stride_ga, n0, m0, TBM: gl.constexpr,
                        STAGES: gl.constexpr, GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
                        PDL: gl.constexpr, CHAINED: gl.constexpr, PERM: gl.constexpr, KSPLIT: gl.constexpr,
-                       H: gl.constexpr):
+                       H: gl.constexpr, SPLITS: gl.constexpr):
             """One warp group: out rows m0.. (TBM) x weight rows n0..n0+63, the K steps of half H of
             KSPLIT. With two halves, half 1 hands its sum to half 0 through ``red`` (shared memory, one
-            arrival on ``red_bar``), which adds it (half 0 + half 1, a fixed order) and runs the epilogue."""
+            arrival on ``red_bar``), which adds it (half 0 + half 1, a fixed order) and runs the epilogue.
+            With K split over SPLITS CTAs (``part_ptr``: fp32 [SPLITS, N, M]; ``lock_ptr``: a counter a
+            64-row slab of a tile), the CTA's sum goes to its partial instead, and the last CTA runs the
+            epilogue on the sum of all partials in split order."""
             LA: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                          instr_shape=[16, TBM, 16])
             LW: gl.constexpr = _byte_layout()
@@ -384,8 +421,38 @@ if _GLUON:
                 if KSPLIT == 2:
                     mbarrier.wait(red_bar, 0)
                     acc = acc + red.load(LA)
-                _epilogue(acc, ga_ptr, gw_ptr, bias_ptr, out_ptr, M, N, stride_om, stride_ga, n0, m0, LA, TBM,
-                          GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED)
+                if SPLITS == 1:
+                    _epilogue(acc, ga_ptr, gw_ptr, bias_ptr, out_ptr, M, N, stride_om, stride_ga, n0, m0, LA, TBM,
+                              GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED)
+                else:
+                    # K split over SPLITS CTAs: each stores its sum (fp32, [split, n, m]); the last of a tile's
+                    # CTAs to count adds them in split order and runs the epilogue (triton_gemm._split_k_fixup)
+                    pn = n0 + gl.expand_dims(gl.arange(0, 64, layout=gl.SliceLayout(1, LA)), 1)
+                    pm = m0 + gl.expand_dims(gl.arange(0, TBM, layout=gl.SliceLayout(0, LA)), 0)
+                    pmask = (pn < N) & (pm < M)
+                    poffs = pn.to(gl.int64) * M + pm
+                    MN = M.to(gl.int64) * N
+                    gl.store(part_ptr + gl.program_id(2) * MN + poffs, acc, mask=pmask)
+                    _thread_barrier()
+                    tile = (gl.program_id(1) * gl.num_programs(0) * 2) + n0 // 64
+                    cnt = gl.atomic_add(lock_ptr + tile, 1, sem="acq_rel")
+                    if cnt == SPLITS - 1:
+                        total = _sum_partials(part_ptr, poffs, pmask, MN, SPLITS, KSPLIT == 1)
+                        _epilogue(total, ga_ptr, gw_ptr, bias_ptr, out_ptr, M, N, stride_om, stride_ga, n0, m0, LA,
+                                  TBM, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED)
+                        gl.store(lock_ptr + tile, 0)
+
+        @gluon.jit
+        def _sum_partials(part_ptr, offs, mask, MN, SPLITS: gl.constexpr, UNROLL: gl.constexpr):
+            # the SPLITS partials at offs, added in split order (L2 loads: other CTAs wrote them)
+            total = gl.load(part_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
+            if UNROLL:  # all loads in flight at once
+                for k in gl.static_range(1, SPLITS):
+                    total += gl.load(part_ptr + k * MN + offs, mask=mask, other=0.0, cache_modifier=".cg")
+            else:  # one at a time: unrolled, four 64-row partials spill at the 96 registers of two K halves
+                for k in range(1, SPLITS):
+                    total += gl.load(part_ptr + k * MN + offs, mask=mask, other=0.0, cache_modifier=".cg")
+            return total
 
         @gluon.jit
         def _epilogue(acc, ga_ptr, gw_ptr, bias_ptr, out_ptr, M, N, stride_om, stride_ga, n0, m0,
@@ -426,7 +493,8 @@ if _GLUON:
             TBM: gl.constexpr, STAGES: gl.constexpr,
             GW_VEC: gl.constexpr, HAS_GA: gl.constexpr, HAS_BIAS: gl.constexpr,
             PDL: gl.constexpr = False, TRIGGER: gl.constexpr = False, CHAINED: gl.constexpr = False,
-            PERM: gl.constexpr = False, KSPLIT: gl.constexpr = 1,
+            PERM: gl.constexpr = False, KSPLIT: gl.constexpr = 1, SPLITS: gl.constexpr = 1, part_ptr=None,
+            lock_ptr=None,
         ):
             if TRIGGER and not PDL:
                 # W4A16: the plan's second launch (a programmatic dependent, CHAINED) may start at once
@@ -435,6 +503,12 @@ if _GLUON:
             n0 = gl.program_id(0) * 128
             m0 = gl.program_id(1) * TBM
             nk = K // _BK
+            kb = 0
+            if SPLITS > 1:  # this CTA's K steps: kb..kb + nk
+                nks = (nk + SPLITS - 1) // SPLITS
+                kb = gl.program_id(2) * nks
+                nk = gl.minimum(nk - kb, nks)
+                s_ptr = s_ptr + kb * (_BK // 16)  # the scale bytes of K step kb
             NB: gl.constexpr = KSPLIT * STAGES  # a ring of STAGES a K half
             x_smem = gl.allocate_shared_memory(gl.bfloat16, [NB, TBM, _BK], x_desc.layout)
             w0_smem = gl.allocate_shared_memory(gl.uint8, [NB, 64, _BK // 2], w_desc.layout)
@@ -447,14 +521,16 @@ if _GLUON:
             if KSPLIT == 1:
                 # (red, red_bar: unused with one K half)
                 gl.warp_specialize([
-                    (_mma_group, (x_smem, w0_smem, ready, empty, ready, ready.index(0), s_ptr, gw_ptr, ga_ptr, bias_ptr,
-                                  out_ptr, M, N, nk, stride_s, stride_om, stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA,
-                                  HAS_BIAS, PDL, CHAINED, PERM, 1, 0)),
-                    (_mma_group, (x_smem, w1_smem, ready, empty, ready, ready.index(0), s_ptr, gw_ptr, ga_ptr, bias_ptr,
-                                  out_ptr, M, N, nk, stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC,
-                                  HAS_GA, HAS_BIAS, PDL, CHAINED, PERM, 1, 0)),
-                    (_loader, (x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk, STAGES, PDL, TRIGGER,
-                               1)),
+                    (_mma_group, (x_smem, w0_smem, ready, empty, ready, ready.index(0), s_ptr, gw_ptr, ga_ptr,
+                                  bias_ptr, out_ptr, part_ptr, lock_ptr, M, N, nk, stride_s, stride_om,
+                                  stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED,
+                                  PERM, 1, 0, SPLITS)),
+                    (_mma_group, (x_smem, w1_smem, ready, empty, ready, ready.index(0), s_ptr, gw_ptr, ga_ptr,
+                                  bias_ptr, out_ptr, part_ptr, lock_ptr, M, N, nk, stride_s, stride_om,
+                                  stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED,
+                                  PERM, 1, 0, SPLITS)),
+                    (_loader, (x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, kb, nk, STAGES,
+                               PDL, TRIGGER, 1)),
                 ], [4, 1], [232, 40])
             else:
                 # two K halves: four MMA warp groups, (weight rows r, half h); 20 warps share the registers
@@ -465,20 +541,24 @@ if _GLUON:
                 for r in gl.static_range(2):
                     mbarrier.init(red_bar.index(r), count=1)
                 gl.warp_specialize([
-                    (_mma_group, (x_smem, w0_smem, ready, empty, red0, red_bar.index(0), s_ptr, gw_ptr, ga_ptr, bias_ptr,
-                                  out_ptr, M, N, nk, stride_s, stride_om, stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA,
-                                  HAS_BIAS, PDL, CHAINED, PERM, 2, 0)),
-                    (_mma_group, (x_smem, w1_smem, ready, empty, red1, red_bar.index(1), s_ptr, gw_ptr, ga_ptr, bias_ptr,
-                                  out_ptr, M, N, nk, stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC,
-                                  HAS_GA, HAS_BIAS, PDL, CHAINED, PERM, 2, 0)),
-                    (_mma_group, (x_smem, w0_smem, ready, empty, red0, red_bar.index(0), s_ptr, gw_ptr, ga_ptr, bias_ptr,
-                                  out_ptr, M, N, nk, stride_s, stride_om, stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA,
-                                  HAS_BIAS, PDL, CHAINED, PERM, 2, 1)),
-                    (_mma_group, (x_smem, w1_smem, ready, empty, red1, red_bar.index(1), s_ptr, gw_ptr, ga_ptr, bias_ptr,
-                                  out_ptr, M, N, nk, stride_s, stride_om, stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC,
-                                  HAS_GA, HAS_BIAS, PDL, CHAINED, PERM, 2, 1)),
-                    (_loader, (x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, nk, STAGES, PDL, TRIGGER,
-                               2)),
+                    (_mma_group, (x_smem, w0_smem, ready, empty, red0, red_bar.index(0), s_ptr, gw_ptr, ga_ptr,
+                                  bias_ptr, out_ptr, part_ptr, lock_ptr, M, N, nk, stride_s, stride_om,
+                                  stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED,
+                                  PERM, 2, 0, SPLITS)),
+                    (_mma_group, (x_smem, w1_smem, ready, empty, red1, red_bar.index(1), s_ptr, gw_ptr, ga_ptr,
+                                  bias_ptr, out_ptr, part_ptr, lock_ptr, M, N, nk, stride_s, stride_om,
+                                  stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED,
+                                  PERM, 2, 0, SPLITS)),
+                    (_mma_group, (x_smem, w0_smem, ready, empty, red0, red_bar.index(0), s_ptr, gw_ptr, ga_ptr,
+                                  bias_ptr, out_ptr, part_ptr, lock_ptr, M, N, nk, stride_s, stride_om,
+                                  stride_ga, n0, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED,
+                                  PERM, 2, 1, SPLITS)),
+                    (_mma_group, (x_smem, w1_smem, ready, empty, red1, red_bar.index(1), s_ptr, gw_ptr, ga_ptr,
+                                  bias_ptr, out_ptr, part_ptr, lock_ptr, M, N, nk, stride_s, stride_om,
+                                  stride_ga, n0 + 64, m0, TBM, STAGES, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED,
+                                  PERM, 2, 1, SPLITS)),
+                    (_loader, (x_desc, w_desc, x_smem, w0_smem, w1_smem, ready, empty, m0, n0, kb, nk, STAGES,
+                               PDL, TRIGGER, 2)),
                 ], [4, 4, 4, 1], [_KS_REGS, _KS_REGS, _KS_REGS, 40])
 
         _WGMMA = FastKernel(_fp4_wgmma_gemm_kernel)  # Triton's per-call launch Python skipped (kernels/launch.py)
@@ -534,7 +614,7 @@ def _weight_desc(data: torch.Tensor, n0: int, n1: int):
 def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw: torch.Tensor,
                    ga: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, stride_ga: int, flags: dict,
                    sms: int = 132, pdl: bool = False, chain: bool = False, perm: bool = False,
-                   tbm: int | None = None, ksplit: int | None = None) -> torch.Tensor:
+                   tbm: int | None = None, ksplit: int | None = None, splits: int = 1) -> torch.Tensor:
     """``out`` [M, N] = bf16 ``a`` [M, K] x the NVFP4 weight (``data`` [N, K/2], ``sbytes``
     [N, K/16] uint8), with the epilogue operands as ``triton_prefill.epilogue_args`` returns
     them; one or two launches (:func:`plan` for ``sms`` SMs and ``tbm`` activation rows a tile).
@@ -545,23 +625,37 @@ def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw
     no longer waits for the kernel before it (at once for W4A16): its CTAs take the SMs as the
     first launch's finish, instead of after the whole first launch (run 24k: 6144x4096 at M = 1024
     W4A16 86.8 -> 85.8 us, W4A4 93.6 -> 92.0 us).
-    ``ksplit``: K halves a CTA (default :func:`k_splits`; 2 only with 64-row tiles)."""
+    ``ksplit``: K halves a CTA (default :func:`k_splits`; 2 only with tiles of <= 64 rows).
+    ``splits``: the K steps split over this many CTAs (one launch; :func:`split_plan`): each stores its
+    fp32 sum, and the last of a tile's CTAs to finish adds them in split order (the result does not
+    depend on which finishes last) and runs the epilogue."""
     M, K = a.shape
     N = data.shape[0]
     if not _GLUON or not usable(a, data, sbytes):
         raise ValueError(f"fp4_wgmma_gemm cannot take M={M}, K={K}, {a.dtype} with these strides/alignments")
     launches = plan(M, N, sms, tbm)
+    extra = {}
+    if splits > 1:  # K split over CTAs (one launch): fp32 partials and the split-K tile counters
+        from vllm_fouroversix.kernels.triton_gemm import _LOCK_SIZE, _locks
+
+        nk = K // BK
+        if (len(launches) != 1 or tiles(M, N, launches[0][2]) * 2 > _LOCK_SIZE
+                or (splits - 1) * ceil_div(nk, splits) >= nk):
+            raise ValueError(f"fp4_wgmma_gemm: splits={splits} needs one launch of at most {_LOCK_SIZE // 2} tiles "
+                             f"and a K step for every split (K={K}: {nk} steps)")
+        extra = dict(SPLITS=splits, part_ptr=torch.empty(splits * M * N, dtype=torch.float32, device=a.device),
+                     lock_ptr=_locks(a.device))
     for j, (n0, n1, tbm) in enumerate(launches):
-        ks = ksplit or k_splits(tbm, K, perm)
-        if ks not in (1, 2) or (ks == 2 and tbm != 64):
-            raise ValueError(f"fp4_wgmma_gemm: ksplit={ks} with {tbm}-row tiles (two K halves fit 64-row tiles only)")
+        ks = ksplit or k_splits(tbm, K // splits, perm)  # the K steps of one CTA
+        if ks not in (1, 2) or (ks == 2 and tbm > 64):
+            raise ValueError(f"fp4_wgmma_gemm: ksplit={ks} with {tbm}-row tiles (two K halves: tiles of <= 64 rows)")
         x_desc = TensorDescriptor.from_tensor(a, [tbm, BK], _x_layout(tbm))
         w_desc = _weight_desc(data, n0, n1)
         gw_p = gw[n0:n1] if flags["GW_VEC"] else gw
         bias_p = bias[n0:n1] if flags["HAS_BIAS"] else bias
-        _WGMMA[(ceil_div(n1 - n0, BN), ceil_div(M, tbm))](
+        _WGMMA[(ceil_div(n1 - n0, BN), ceil_div(M, tbm), splits)](
             x_desc, w_desc, sbytes[n0:n1], gw_p, ga, bias_p, out[:, n0:n1], M, n1 - n0, K, sbytes.stride(0),
-            out.stride(0), stride_ga, TBM=tbm, STAGES=_STAGES, PERM=perm, KSPLIT=ks, **flags,
+            out.stride(0), stride_ga, TBM=tbm, STAGES=_STAGES, PERM=perm, KSPLIT=ks, **flags, **extra,
             num_warps=4, **pdl_launch(pdl and j == 0),
             **({"TRIGGER": True} if chain and j + 1 < len(launches) else {}),
             **pdl_launch(chain and j > 0, "CHAINED"))

@@ -23,11 +23,11 @@ Paths, chosen by M (:func:`select_config`):
   ``gemv``: the older GEMV (fp32 activations).
 - ``mma`` (M 2..8, bf16, CUDA sm_80+ with Gluon): :mod:`.gluon_gemm`, mma.sync
   on the weight decoded straight into its operand registers.
-- ``tc`` (M 3..128; to 256 for W4A4 or N >= 16384): tensor-core tiles with BM =
-  16..128 and split-K.
-- ``wgmma`` (M > 128, bf16, sm_90 with Gluon, where its tiles fill the SMs; above
-  M = 1024 only W4A4, and W4A16 with a per-row weight scale up to M = 2048):
-  :mod:`.gluon_wgmma`, the weight decoded straight into wgmma's A registers.
+- ``tc`` (M 3..128; to 256 for W4A4 or N >= 16384; on sm_90 with Gluon M <= 16 and where
+  ``wgmma`` does not take it): tensor-core tiles with BM = 16..128 and split-K.
+- ``wgmma`` (M > 16, bf16, sm_90 with Gluon, where its tiles fill the SMs; up to M = 128 with K
+  split over CTAs; above M = 1024 only W4A4, and W4A16 with a per-row weight scale up to
+  M = 2048): :mod:`.gluon_wgmma`, the weight decoded straight into wgmma's A registers.
 - ``dq`` (larger M, prefill, where ``wgmma`` does not take it): the weight decoded
   once to bf16, then a plain GEMM (cuBLAS, or :mod:`.triton_prefill`).
 Split-K partials are reduced by the last program of each tile in a fixed
@@ -701,8 +701,9 @@ class GemmConfig:
     'tcT' (tensor cores with the decoded weight as the A operand: out^T = W x^T), 'mma'
     (``gluon_gemm``: mma.sync on the weight decoded in its operand registers, M <= 8, bf16,
     16 rows a CTA, ``num_warps`` = K splits, ``num_stages`` >= 2 its cp.async ring), 'wgmma' (``gluon_wgmma``: Hopper wgmma on the
-    weight decoded in its operand registers, bf16, tiles of out^T of 128 weight rows by BM = 256, 128
-    or 64 activation rows; the other fields are descriptive) or 'dq' (dequantize + torch.matmul)."""
+    weight decoded in its operand registers, bf16, tiles of out^T of 128 weight rows by BM = 256, 128,
+    64 or 32 activation rows, K split over ``split_k`` CTAs; the other fields are descriptive) or 'dq'
+    (dequantize + torch.matmul)."""
 
     kind: str = "tc"
     BM: int = 16
@@ -721,7 +722,7 @@ class GemmConfig:
         if self.kind == "dq":
             return "dq+matmul"
         if self.kind == "wgmma":  # BM: the activation rows a tile (gluon_wgmma.tile_rows), BN x BK fixed
-            return f"wgmma {self.BM}x128x64"
+            return f"wgmma {self.BM}x128x64" + (f" s{self.split_k}" if self.split_k > 1 else "")
         pf = " pf" if self.prefetch else ""
         return f"{self.kind} {self.BM}x{self.BN}x{self.BK} s{self.split_k} w{self.num_warps} st{self.num_stages}{pf}"
 
@@ -745,8 +746,9 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     the weight is decoded once into a bf16 workspace followed by a plain GEMM
     ('dq'). Where Gluon is available (``allow_mma``: ``fp4_gemm`` passes whether the
     activations are bf16, the only dtype the Gluon kernels take): for 2 <= M <= 8 on a
-    CUDA device the 'mma' kernel of ``gluon_gemm``, and for 128 < M on sm_90 the
-    'wgmma' kernel of ``gluon_wgmma`` where its tiles (``gluon_wgmma.tile_rows``) fill the SMs (the
+    CUDA device the 'mma' kernel of ``gluon_gemm``; on sm_90 for 16 < M <= 128 the 'wgmma' kernel of
+    ``gluon_wgmma`` with K split over CTAs (``split_k``; ``gluon_wgmma.split_plan``, where its CTAs fill
+    one wave at least 70%), and for 128 < M where its tiles (``gluon_wgmma.tile_rows``) fill the SMs (the
     last wave at least 85% full, or one wave at least 70% full), where 768 < M (512 < M without
     cuBLAS prefill) and ``gluon_wgmma.plan`` splits the weight rows into whole waves and a wave of 128-row tiles, or N >= 16384; beyond
     M = 1024 only where the decode + GEMM path's GEMM would not be cuBLAS: W4A4 (``a_k64``, its
@@ -760,8 +762,8 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     # 0.78-0.84x the time, 2048 0.87-0.89x, 4096 0.93-0.99x, 8192 0.90-0.96x (4096x4096 M = 2048 121.4 ->
     # 107.7); W4A16 with a per-row weight scale (natural order) 0.94-0.98x at M = 2048, 1.02-1.11x at 4096.
     prefill = _WGMMA_PREFILL and not cublas_prefill and (a_k64 or M <= 2048)
-    wgmma = (allow_mma and 128 < M and (M <= 1024 or prefill) and K % 64 == 0 and device is not None
-             and _wgmma_usable(device))
+    wgmma = (allow_mma and (128 < M or (_WGMMA_SPLIT_K and 16 < M)) and (M <= 1024 or prefill) and K % 64 == 0
+             and device is not None and _wgmma_usable(device))
     return _select(M, N, K, sms, cublas_prefill, mma, wgmma)
 
 
@@ -778,7 +780,17 @@ def _select(M: int, N: int, K: int, sms: int, cublas_prefill: bool, mma: bool, w
         plan = gluon_gemm.mma_plan(M, N, K)
         if plan is not None:
             return GemmConfig(kind="mma", BM=8, BN=16, BK=128, num_warps=plan[0], num_stages=plan[1])
-    if wgmma:
+    if wgmma and M <= 128:
+        from vllm_fouroversix.kernels import gluon_wgmma
+
+        # Run 40a (H100, rotating weights, against the tc tiles below; W4A4 / W4A16): M = 32 0.81-0.91x /
+        # 0.91-1.05x the time, M = 64 0.66-0.90x / 0.75-0.97x, M = 128 0.68-0.81x / 0.75-0.86x (e.g.
+        # W4A4 28672x4096 M = 64 74.7 -> 49.2 us, 4096x14336 M = 128 68.1 -> 48.4)
+        sp = gluon_wgmma.split_plan(M, N, K, sms)
+        if sp is not None:
+            return GemmConfig(kind="wgmma", BM=sp[0], BN=gluon_wgmma.BN, BK=gluon_wgmma.BK, split_k=sp[1],
+                              num_warps=9, num_stages=4)
+    elif wgmma:
         from vllm_fouroversix.kernels import gluon_wgmma
 
         # Run 17e (H100, rotating weights, W4A16 bf16/this vs decode + cuBLAS; one launch): M = 1024
@@ -898,6 +910,8 @@ _WGMMA_PDL = True
 
 # W4A4 hands the wgmma kernel its operand in the K64 order (k64_operand; off: experiments).
 _WGMMA_K64 = True
+# The wgmma kernel with K split over CTAs for 16 < M <= 128 (select_config; off: experiments, run 40a).
+_WGMMA_SPLIT_K = True
 # The wgmma kernel also beyond M = 1024 where the prefill GEMM would not be cuBLAS (select_config;
 # off: experiments).
 _WGMMA_PREFILL = True
@@ -1076,7 +1090,8 @@ def fp4_gemm(
                 return gluon_wgmma.fp4_wgmma_gemm(a, data, sbytes, gw_t, ga_t, bias_t, out, stride_ga, ep,
                                                   sms=num_sms(dev), pdl=pdl and _WGMMA_PDL,
                                                   chain=pdl_supported(dev), perm=a_k64,
-                                                  tbm=cfg.BM if cfg.BM in gluon_wgmma.TILE_ROWS else None)
+                                                  tbm=cfg.BM if cfg.BM in gluon_wgmma.TILE_ROWS + (32,) else None,
+                                                  splits=cfg.split_k)
             except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
                 if config is not None:
                     raise
