@@ -639,19 +639,24 @@ def test_wgmma_selection(monkeypatch):
         [2, 1, 1, 2, 1, 1]
     # 16 < M <= 128: K also split over CTAs (gluon_wgmma.split_plan, run 40a): 32-row tiles to M = 32, 64-row
     # to 64, then tile_rows'; the most splits (<= 4, >= 8 K steps each) that keep one wave; only where the
-    # CTAs fill that wave >= 70% (N = 1024, 11008x4096's 86 tiles, K = 256's 4 steps: the tc tiles); M = 16
-    # keeps the tc tiles. Two K halves a CTA by its share of K.
+    # CTAs fill that wave >= 70% (N = 1024, 11008x4096's 86 tiles, K = 256's 4 steps: the tc tiles), and
+    # W4A16 (natural order) in 32-row tiles only from 3072 values of K a CTA (run 40b); M = 16 keeps the tc
+    # tiles. Two K halves a CTA by its share of K.
     small = [(16, 4096, 4096), (17, 4096, 4096), (32, 6144, 4096), (33, 4096, 14336), (64, 28672, 4096),
-             (77, 4096, 4096), (128, 6144, 4096), (64, 1024, 4096), (64, 11008, 4096), (32, 4096, 256)]
-    for a_k64 in (False, True):
-        got = {k: tg.select_config(*k, dev, cublas_prefill=not a_k64, a_k64=a_k64).short() for k in small}
-        assert {k: v.split(" w")[0] for k, v in got.items()} == {
-            (16, 4096, 4096): "tc 16x64x256 s4", (17, 4096, 4096): "wgmma 32x128x64 s4",
+             (77, 4096, 4096), (128, 6144, 4096), (64, 1024, 4096), (64, 11008, 4096), (32, 4096, 256),
+             (32, 4096, 14336), (17, 28672, 4096)]
+    want = {(16, 4096, 4096): "tc 16x64x256 s4", (17, 4096, 4096): "wgmma 32x128x64 s4",
             (32, 6144, 4096): "wgmma 32x128x64 s2", (33, 4096, 14336): "wgmma 64x128x64 s4",
             (64, 28672, 4096): "wgmma 64x128x64", (77, 4096, 4096): "wgmma 64x128x64 s2",
             (128, 6144, 4096): "wgmma 64x128x64", (64, 1024, 4096): "tc 64x64x128 s8",
-            (64, 11008, 4096): "tc 64x64x64 s2", (32, 4096, 256): "tc 32x64x256 s1"}, a_k64
-    assert gwg.split_plan(16, 4096, 4096, 132) == (32, 4) and gwg.split_plan(96, 28672, 4096, 132) == (128, 1)
+            (64, 11008, 4096): "tc 64x64x64 s2", (32, 4096, 256): "tc 32x64x256 s1",
+            (32, 4096, 14336): "wgmma 32x128x64 s4", (17, 28672, 4096): "wgmma 32x128x64"}
+    for a_k64 in (False, True):
+        got = {k: tg.select_config(*k, dev, cublas_prefill=not a_k64, a_k64=a_k64).short() for k in small}
+        w4a16 = {(17, 4096, 4096): "tc 32x64x256 s4", (32, 6144, 4096): "tc 32x64x256 s4"}  # 1024, 2048 a CTA
+        assert {k: v.split(" w")[0] for k, v in got.items()} == (want if a_k64 else {**want, **w4a16}), a_k64
+    assert gwg.split_plan(16, 4096, 4096, 132, True) == (32, 4) and gwg.split_plan(16, 4096, 4096, 132, False) is None
+    assert gwg.split_plan(96, 28672, 4096, 132, False) == (128, 1)
     assert [gwg.k_splits(t, K, p) for t, K, p in [(32, 2048, False), (32, 1024, False), (64, 2048, False),
                                                  (64, 7168, True), (32, 4096, True), (16, 2048, False)]] == \
         [2, 1, 1, 2, 1, 2]
@@ -1007,11 +1012,11 @@ def test_wgmma_gemm_gpu():
                                  # K = 4096, the K64 order from 8192 (here 129 K steps: halves of 65 and 64)
                                  (4096, 4096, 136, None, "wgmma"),
                                  (1000, 8256, 77, tg.GemmConfig(kind="wgmma", BM=64), None),
-                                 # K split over CTAs (16 < M <= 128): selected (64 rows, 4 splits; 32 rows, 2
-                                 # splits of 2048 in two halves for W4A16); forced: 129 K steps in 33, 33, 33,
+                                 # K split over CTAs (16 < M <= 128): selected (64 rows, 4 splits; 32 rows, 4
+                                 # splits of 3072 in two halves for W4A16); forced: 129 K steps in 33, 33, 33,
                                  # 30; 3 splits of 43 in 32-row tiles (two halves for W4A16); 2 splits of 7168
                                  # in two halves (both orders)
-                                 (4096, 4096, 64, None, "wgmma"), (6144, 4096, 20, None, "wgmma"),
+                                 (4096, 4096, 64, None, "wgmma"), (3072, 12288, 20, None, "wgmma"),
                                  (1000, 8256, 77, tg.GemmConfig(kind="wgmma", BM=64, split_k=4), None),
                                  (384, 8256, 45, tg.GemmConfig(kind="wgmma", BM=32, split_k=3), None),
                                  (1000, 14336, 100, tg.GemmConfig(kind="wgmma", BM=64, split_k=2), None),

@@ -157,9 +157,11 @@ def k_splits(tbm: int, K: int, perm: bool) -> int:
     return 2 if K >= (6144 if perm else 4096 if tbm == 64 else 2048) else 1
 
 
-def split_plan(M: int, N: int, K: int, sms: int) -> tuple[int, int] | None:
+def split_plan(M: int, N: int, K: int, sms: int, perm: bool) -> tuple[int, int] | None:
     """(activation rows a tile, K splits over CTAs) for 16 < M <= 128, or None where the tiles would
-    leave the SMs idle (the CTAs' last wave under 70% full, e.g. N = 1024: 8 tiles a row block).
+    leave the SMs idle (the CTAs' last wave under 70% full, e.g. N = 1024: 8 tiles a row block) or,
+    for a natural-order operand (not ``perm``: W4A16), where 32-row tiles get fewer than 3072 values
+    of K a CTA.
 
     Tiles of 32 rows up to M = 32, 64 up to 64, then :func:`tile_rows`' (64 or 128); K split in the
     most parts (at most ``MAX_SPLITS``, at least 8 K steps each) that keep the CTAs in one wave.
@@ -167,14 +169,16 @@ def split_plan(M: int, N: int, K: int, sms: int) -> tuple[int, int] | None:
     W4A4 0.81-0.91x the time, W4A16 0.91-1.05x; M = 64 0.66-0.90x / 0.75-0.97x; M = 128 0.68-0.81x /
     0.75-0.86x (4096x4096, 6144x4096, 4096x14336, 28672x4096). At M = 16 it was not faster (W4A16
     1.09-1.27x, W4A4 0.92-1.13x): the 16x64x256 tiles stay there. Splits beyond one wave were slower
-    (6144x4096 M = 64 four splits, 192 CTAs: 1.07 vs 0.84x with two)."""
+    (6144x4096 M = 64 four splits, 192 CTAs: 1.07 vs 0.84x with two). Run 40b (the backend's linear):
+    W4A16 at M = 17-32 in 32-row tiles 1.02-1.07x on 4096x4096 (1024 a CTA) and 6144x4096 (2048), but
+    0.85-0.92x on 4096x14336 (3584) and 28672x4096 (4096); W4A4 0.77-0.92x on all four."""
     tbm = 32 if M <= 32 else 64 if M <= 64 else tile_rows(M, N, sms)
     t, nk = tiles(M, N, tbm), K // BK
     s = 1
     while s * 2 <= MAX_SPLITS and t * s * 2 <= sms and nk // (s * 2) >= 8:
         s *= 2
     ctas = t * s
-    if ctas / (ceil_div(ctas, sms) * sms) < 0.7:
+    if ctas / (ceil_div(ctas, sms) * sms) < 0.7 or (tbm == 32 and not perm and K // s < 3072):
         return None
     return tbm, s
 

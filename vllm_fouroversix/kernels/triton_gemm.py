@@ -748,7 +748,7 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     activations are bf16, the only dtype the Gluon kernels take): for 2 <= M <= 8 on a
     CUDA device the 'mma' kernel of ``gluon_gemm``; on sm_90 for 16 < M <= 128 the 'wgmma' kernel of
     ``gluon_wgmma`` with K split over CTAs (``split_k``; ``gluon_wgmma.split_plan``, where its CTAs fill
-    one wave at least 70%), and for 128 < M where its tiles (``gluon_wgmma.tile_rows``) fill the SMs (the
+    one wave at least 70%; W4A16 at M <= 32 only from 3072 values of K a CTA), and for 128 < M where its tiles (``gluon_wgmma.tile_rows``) fill the SMs (the
     last wave at least 85% full, or one wave at least 70% full), where 768 < M (512 < M without
     cuBLAS prefill) and ``gluon_wgmma.plan`` splits the weight rows into whole waves and a wave of 128-row tiles, or N >= 16384; beyond
     M = 1024 only where the decode + GEMM path's GEMM would not be cuBLAS: W4A4 (``a_k64``, its
@@ -764,11 +764,12 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     prefill = _WGMMA_PREFILL and not cublas_prefill and (a_k64 or M <= 2048)
     wgmma = (allow_mma and (128 < M or (_WGMMA_SPLIT_K and 16 < M)) and (M <= 1024 or prefill) and K % 64 == 0
              and device is not None and _wgmma_usable(device))
-    return _select(M, N, K, sms, cublas_prefill, mma, wgmma)
+    return _select(M, N, K, sms, cublas_prefill, mma, wgmma, a_k64)
 
 
 @functools.lru_cache(maxsize=4096)
-def _select(M: int, N: int, K: int, sms: int, cublas_prefill: bool, mma: bool, wgmma: bool) -> GemmConfig:
+def _select(M: int, N: int, K: int, sms: int, cublas_prefill: bool, mma: bool, wgmma: bool,
+            a_k64: bool = False) -> GemmConfig:
     """select_config's choice once the device's part is known (``mma``/``wgmma``: a Gluon kernel
     may be used at this M). Cached: it runs on every call's launch path (GemmConfig is frozen)."""
     if mma:
@@ -786,7 +787,7 @@ def _select(M: int, N: int, K: int, sms: int, cublas_prefill: bool, mma: bool, w
         # Run 40a (H100, rotating weights, against the tc tiles below; W4A4 / W4A16): M = 32 0.81-0.91x /
         # 0.91-1.05x the time, M = 64 0.66-0.90x / 0.75-0.97x, M = 128 0.68-0.81x / 0.75-0.86x (e.g.
         # W4A4 28672x4096 M = 64 74.7 -> 49.2 us, 4096x14336 M = 128 68.1 -> 48.4)
-        sp = gluon_wgmma.split_plan(M, N, K, sms)
+        sp = gluon_wgmma.split_plan(M, N, K, sms, a_k64)
         if sp is not None:
             return GemmConfig(kind="wgmma", BM=sp[0], BN=gluon_wgmma.BN, BK=gluon_wgmma.BK, split_k=sp[1],
                               num_warps=9, num_stages=4)
@@ -923,7 +924,7 @@ def k64_operand(M: int, N: int, K: int, device: torch.device) -> bool:
     where the wgmma kernel takes the product, which then decodes each thread's weight bytes without
     selecting them and with one block scale a row (run 36)."""
     # the integer tests first: decode calls (small M), which are host-bound outside CUDA graphs, stop there
-    return (_WGMMA_K64 and 128 < M and K % 64 == 0
+    return (_WGMMA_K64 and 16 < M and K % 64 == 0
             and select_config(M, N, K, device, cublas_prefill=False, a_k64=True).kind == "wgmma")
 
 
