@@ -441,7 +441,7 @@ if _GLUON:
                     tile = (gl.program_id(1) * gl.num_programs(0) * 2) + n0 // 64
                     cnt = gl.atomic_add(lock_ptr + tile, 1, sem="acq_rel")
                     if cnt == SPLITS - 1:
-                        total = _sum_partials(part_ptr, poffs, pmask, MN, SPLITS, KSPLIT == 1)
+                        total = _sum_partials(part_ptr, poffs, pmask, MN, SPLITS, KSPLIT == 1 and TBM <= 64)
                         _epilogue(total, ga_ptr, gw_ptr, bias_ptr, out_ptr, M, N, stride_om, stride_ga, n0, m0, LA,
                                   TBM, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED)
                         gl.store(lock_ptr + tile, 0)
@@ -453,7 +453,7 @@ if _GLUON:
             if UNROLL:  # all loads in flight at once
                 for k in gl.static_range(1, SPLITS):
                     total += gl.load(part_ptr + k * MN + offs, mask=mask, other=0.0, cache_modifier=".cg")
-            else:  # one at a time: unrolled, four 64-row partials spill at the 96 registers of two K halves
+            else:  # one at a time: unrolled, 4 partials spill (64 rows with two K halves' 96 registers, 128 rows)
                 for k in range(1, SPLITS):
                     total += gl.load(part_ptr + k * MN + offs, mask=mask, other=0.0, cache_modifier=".cg")
             return total
