@@ -748,7 +748,8 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     activations are bf16, the only dtype the Gluon kernels take): for 2 <= M <= 8 on a
     CUDA device the 'mma' kernel of ``gluon_gemm``; on sm_90 for 16 < M <= 128 the 'wgmma' kernel of
     ``gluon_wgmma`` with K split over CTAs (``split_k``; ``gluon_wgmma.split_plan``, where its CTAs fill
-    one wave at least 70%; W4A16 at M <= 32 only from 3072 values of K a CTA), and for 128 < M where its tiles (``gluon_wgmma.tile_rows``) fill the SMs (the
+    one wave at least 70%; W4A16 at M <= 32 only from 3072 values of K a CTA), and for 128 < M where
+    its tiles (``gluon_wgmma.tile_rows``) fill the SMs (the
     last wave at least 85% full, or one wave at least 70% full), where 768 < M (512 < M without
     cuBLAS prefill) and ``gluon_wgmma.plan`` splits the weight rows into whole waves and a wave of 128-row tiles, or N >= 16384; beyond
     M = 1024 only where the decode + GEMM path's GEMM would not be cuBLAS: W4A4 (``a_k64``, its
@@ -784,9 +785,9 @@ def _select(M: int, N: int, K: int, sms: int, cublas_prefill: bool, mma: bool, w
     if wgmma and M <= 128:
         from vllm_fouroversix.kernels import gluon_wgmma
 
-        # Run 40a (H100, rotating weights, against the tc tiles below; W4A4 / W4A16): M = 32 0.81-0.91x /
-        # 0.91-1.05x the time, M = 64 0.66-0.90x / 0.75-0.97x, M = 128 0.68-0.81x / 0.75-0.86x (e.g.
-        # W4A4 28672x4096 M = 64 74.7 -> 49.2 us, 4096x14336 M = 128 68.1 -> 48.4)
+        # Run 40b (H100, rotating weights, the backend's linear against the tc tiles below, M = 17-128 on
+        # the four Llama-3-8B shapes): W4A4 0.48-0.92x the time (28672x4096 M = 128 136.3 -> 65.6 us),
+        # W4A16 0.52-0.97x where split_plan takes it (1.02-1.07x in the 32-row tiles it leaves out)
         sp = gluon_wgmma.split_plan(M, N, K, sms, a_k64)
         if sp is not None:
             return GemmConfig(kind="wgmma", BM=sp[0], BN=gluon_wgmma.BN, BK=gluon_wgmma.BK, split_k=sp[1],
