@@ -88,7 +88,7 @@ except Exception:  # noqa: BLE001 - ImportError or an API change inside gluon
     _GLUON = False
 
 __all__ = ["available", "usable", "tiles", "tiles_fill", "tile_rows", "k_splits", "split_plan", "plan",
-           "fp4_wgmma_gemm", "BM", "BN", "BK", "TILE_ROWS", "MAX_SPLITS"]
+           "fp4_wgmma_gemm", "BM", "BN", "BK", "TILE_ROWS", "FORCED_TILE_ROWS", "MAX_SPLITS"]
 
 #: Output tile: BN weight rows (two warp groups of 64) x BM activation rows; BK values a K step.
 BM, BN, BK = 256, 128, 64
@@ -98,6 +98,8 @@ _STAGES = 4
 #: the MMA shrinking with the tile while the weight decode stays).
 _TILE_COST = {256: 1.0, 128: 0.8, 64: 0.6}
 TILE_ROWS = tuple(_TILE_COST)  # largest first: tile_rows breaks ties toward it
+#: activation rows a tile the kernel takes when a config asks for them: TILE_ROWS, and split_plan's 32
+FORCED_TILE_ROWS = TILE_ROWS + (32,)
 _TBM = 0  # experiments: plan() uses tiles of this many activation rows (64, 128, 256) in one launch
 #: K splits over CTAs at most (:func:`split_plan`; run 40a: 8 was never the fastest)
 MAX_SPLITS = 4
@@ -218,7 +220,7 @@ prmt.b32 $0, t0, t1, 0x5410;
 if _GLUON:
     try:  # an installed Gluon whose API differs from 3.5/3.6's must not break the import
         from vllm_fouroversix.kernels.gluon_gemm import scaled_epilogue
-        from vllm_fouroversix.kernels.triton_gemm import _DECODE_SCALED_PTX, _SCALE_PTX
+        from vllm_fouroversix.kernels.triton_gemm import _DECODE_SCALED_PTX, _LOCK_SIZE, _SCALE_PTX, _locks
 
         _DEC = gl.constexpr(_pair_decode_asm())
         _DEC_WORD = gl.constexpr(_DECODE_SCALED_PTX)
@@ -439,8 +441,8 @@ if _GLUON:
                     gl.store(part_ptr + gl.program_id(2) * MN + poffs, acc, mask=pmask)
                     _thread_barrier()
                     tile = (gl.program_id(1) * gl.num_programs(0) * 2) + n0 // 64
-                    cnt = gl.atomic_add(lock_ptr + tile, 1, sem="acq_rel")
-                    if cnt == SPLITS - 1:
+                    arrived = gl.atomic_add(lock_ptr + tile, 1, sem="acq_rel")  # CTAs of this tile before this one
+                    if arrived == SPLITS - 1:
                         total = _sum_partials(part_ptr, poffs, pmask, MN, SPLITS, KSPLIT == 1 and TBM <= 64)
                         _epilogue(total, ga_ptr, gw_ptr, bias_ptr, out_ptr, M, N, stride_om, stride_ga, n0, m0, LA,
                                   TBM, GW_VEC, HAS_GA, HAS_BIAS, PDL, CHAINED)
@@ -640,8 +642,6 @@ def fp4_wgmma_gemm(a: torch.Tensor, data: torch.Tensor, sbytes: torch.Tensor, gw
     launches = plan(M, N, sms, tbm)
     extra = {}
     if splits > 1:  # K split over CTAs (one launch): fp32 partials and the split-K tile counters
-        from vllm_fouroversix.kernels.triton_gemm import _LOCK_SIZE, _locks
-
         nk = K // BK
         if (len(launches) != 1 or tiles(M, N, launches[0][2]) * 2 > _LOCK_SIZE
                 or (splits - 1) * ceil_div(nk, splits) >= nk):

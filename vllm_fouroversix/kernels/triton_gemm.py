@@ -749,9 +749,9 @@ def select_config(M: int, N: int, K: int, device: torch.device | None = None,
     CUDA device the 'mma' kernel of ``gluon_gemm``; on sm_90 for 16 < M <= 128 the 'wgmma' kernel of
     ``gluon_wgmma`` with K split over CTAs (``split_k``; ``gluon_wgmma.split_plan``, where its CTAs fill
     one wave at least 70%; W4A16 at M <= 32 only from 3072 values of K a CTA), and for 128 < M where
-    its tiles (``gluon_wgmma.tile_rows``) fill the SMs (the
-    last wave at least 85% full, or one wave at least 70% full), where 768 < M (512 < M without
-    cuBLAS prefill) and ``gluon_wgmma.plan`` splits the weight rows into whole waves and a wave of 128-row tiles, or N >= 16384; beyond
+    its tiles (``gluon_wgmma.tile_rows``) fill the SMs (the last wave at least 85% full, or one wave at
+    least 70% full), where 768 < M (512 < M without cuBLAS prefill) and ``gluon_wgmma.plan`` splits the
+    weight rows into whole waves and a wave of 128-row tiles, or N >= 16384; beyond
     M = 1024 only where the decode + GEMM path's GEMM would not be cuBLAS: W4A4 (``a_k64``, its
     operand in the K64 order) at any M, W4A16 with a per-row weight scale up to M = 2048.
     ``cublas_prefill``: that GEMM would be cuBLAS (W4A16 with a host-side weight scale), not the
@@ -1092,7 +1092,7 @@ def fp4_gemm(
                 return gluon_wgmma.fp4_wgmma_gemm(a, data, sbytes, gw_t, ga_t, bias_t, out, stride_ga, ep,
                                                   sms=num_sms(dev), pdl=pdl and _WGMMA_PDL,
                                                   chain=pdl_supported(dev), perm=a_k64,
-                                                  tbm=cfg.BM if cfg.BM in gluon_wgmma.TILE_ROWS + (32,) else None,
+                                                  tbm=cfg.BM if cfg.BM in gluon_wgmma.FORCED_TILE_ROWS else None,
                                                   splits=cfg.split_k)
             except Exception as e:  # noqa: BLE001 - Gluon is experimental: fall back, once and for good
                 if config is not None:
