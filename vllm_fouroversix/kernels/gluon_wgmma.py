@@ -173,7 +173,9 @@ def split_plan(M: int, N: int, K: int, sms: int, perm: bool) -> tuple[int, int] 
     1.09-1.27x, W4A4 0.92-1.13x): the 16x64x256 tiles stay there. Splits beyond one wave were slower
     (6144x4096 M = 64 four splits, 192 CTAs: 1.07 vs 0.84x with two). Run 40b (the backend's linear):
     W4A16 at M = 17-32 in 32-row tiles 1.02-1.07x on 4096x4096 (1024 a CTA) and 6144x4096 (2048), but
-    0.85-0.92x on 4096x14336 (3584) and 28672x4096 (4096); W4A4 0.77-0.92x on all four."""
+    0.85-0.92x on 4096x14336 (3584) and 28672x4096 (4096); W4A4 0.77-0.92x on all four. Above M = 128
+    splits did not pay even where the tiles leave SMs idle (run 41a, M = 136-256: 2 splits 1.05-1.49x
+    the time of one, 4 splits 1.07-1.78x)."""
     tbm = 32 if M <= 32 else 64 if M <= 64 else tile_rows(M, N, sms)
     t, nk = tiles(M, N, tbm), K // BK
     s = 1
