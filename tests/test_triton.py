@@ -989,8 +989,52 @@ def test_mma_gemm_gpu():
     assert not tg._MMA_FAILED, tg._MMA_FAILED
 
 
+# GemmConfig(kind="wgmma") forced with its default BM: fp4_gemm takes gluon_wgmma.tile_rows' tiles
+_WG = tg.GemmConfig(kind="wgmma")
+
+
+def _case_id(case) -> str:
+    N, K, M, cfg = case[:4]
+    how = "selected" if cfg is None else "forced wgmma" if cfg is _WG else "forced " + cfg.short()
+    return f"{N}x{K} M{M} {how}"
+
+
+# (N, K, M, forced config or None, the kind select_config must take)
+_WGMMA_CASES = [
+    (4096, 4096, 1024, None, "wgmma"), (16384, 512, 200, None, "wgmma"),
+    (6144, 512, 1024, None, "wgmma"),  # two launches (gluon_wgmma.plan), chained
+    (16384, 256, 1100, None, "wgmma"),
+    (4096, 512, 256, None, "wgmma"), (6144, 512, 192, None, "wgmma"),  # 64-, 128-row tiles
+    # 64-row tiles in two K halves (gluon_wgmma.k_splits): natural K order from
+    # K = 4096, the K64 order from 8192 (here 129 K steps: halves of 65 and 64)
+    (4096, 4096, 136, None, "wgmma"),
+    (1000, 8256, 77, tg.GemmConfig(kind="wgmma", BM=64), None),
+    # K split over CTAs (16 < M <= 128): selected (64 rows, 4 splits; 32 rows, 4
+    # splits of 3072 in two halves for W4A16); forced: 129 K steps in 33, 33, 33,
+    # 30; 3 splits of 43 in 32-row tiles (two halves for W4A16); 2 splits of 7168
+    # in two halves (both orders)
+    (4096, 4096, 64, None, "wgmma"), (3072, 12288, 20, None, "wgmma"),
+    (1000, 8256, 77, tg.GemmConfig(kind="wgmma", BM=64, split_k=4), None),
+    (384, 8256, 45, tg.GemmConfig(kind="wgmma", BM=32, split_k=3), None),
+    (1000, 14336, 100, tg.GemmConfig(kind="wgmma", BM=64, split_k=2), None),
+    (200, 1088, 300, _WG, None), (384, 256, 77, _WG, None), (1000, 1024, 513, _WG, None),
+    (200, 1088, 300, tg.GemmConfig(kind="wgmma", BM=128), None),
+    (1000, 1024, 513, tg.GemmConfig(kind="wgmma", BM=256), None),
+]
+
+
+def _need_wgmma() -> torch.device:
+    dev = torch.device("cuda")
+    if not gwg.available(dev):
+        pytest.skip("Gluon wgmma (sm_90) not available")
+    return dev
+
+
+# One case a test (not one loop): a run cut short by a timeout still reports the cases it finished
+# (on a cold Triton cache the cases compile many kernel variants: minutes in all).
 @pytest.mark.gpu
-def test_wgmma_gemm_gpu():
+@pytest.mark.parametrize("N,K,M,cfg,kind", _WGMMA_CASES, ids=[_case_id(c) for c in _WGMMA_CASES])
+def test_wgmma_gemm_gpu(N, K, M, cfg, kind):
     # The Gluon wgmma kernel (bf16, sm_90): selected at M = 1024 on a 4096-row weight, at
     # N >= 16384 (also beyond M = 1024: no cuBLAS prefill here, the weight scale is not given as a
     # float), at M = 1024 on 6144 rows in two launches (256- then 128-row tiles), and in tiles of 64
@@ -1000,61 +1044,45 @@ def test_wgmma_gemm_gpu():
     # gluon_wgmma.tile_rows, 128, 256), with a
     # per-channel weight scale, bias, W4A4 per-row and per-tensor activation scales, a row stride
     # larger than K; a row stride TMA cannot take and fp16 activations take the other paths.
-    if not gwg.available(torch.device("cuda")):
-        pytest.skip("Gluon wgmma (sm_90) not available")
-    dev = torch.device("cuda")
-    wg = tg.GemmConfig(kind="wgmma")
-    for (N, K, M, cfg, kind) in [(4096, 4096, 1024, None, "wgmma"), (16384, 512, 200, None, "wgmma"),
-                                 (6144, 512, 1024, None, "wgmma"),  # two launches (gluon_wgmma.plan), chained
-                                 (16384, 256, 1100, None, "wgmma"),
-                                 (4096, 512, 256, None, "wgmma"), (6144, 512, 192, None, "wgmma"),  # 64-, 128-row tiles
-                                 # 64-row tiles in two K halves (gluon_wgmma.k_splits): natural K order from
-                                 # K = 4096, the K64 order from 8192 (here 129 K steps: halves of 65 and 64)
-                                 (4096, 4096, 136, None, "wgmma"),
-                                 (1000, 8256, 77, tg.GemmConfig(kind="wgmma", BM=64), None),
-                                 # K split over CTAs (16 < M <= 128): selected (64 rows, 4 splits; 32 rows, 4
-                                 # splits of 3072 in two halves for W4A16); forced: 129 K steps in 33, 33, 33,
-                                 # 30; 3 splits of 43 in 32-row tiles (two halves for W4A16); 2 splits of 7168
-                                 # in two halves (both orders)
-                                 (4096, 4096, 64, None, "wgmma"), (3072, 12288, 20, None, "wgmma"),
-                                 (1000, 8256, 77, tg.GemmConfig(kind="wgmma", BM=64, split_k=4), None),
-                                 (384, 8256, 45, tg.GemmConfig(kind="wgmma", BM=32, split_k=3), None),
-                                 (1000, 14336, 100, tg.GemmConfig(kind="wgmma", BM=64, split_k=2), None),
-                                 (200, 1088, 300, wg, None), (384, 256, 77, wg, None), (1000, 1024, 513, wg, None),
-                                 (200, 1088, 300, tg.GemmConfig(kind="wgmma", BM=128), None),
-                                 (1000, 1024, 513, tg.GemmConfig(kind="wgmma", BM=256), None)]:
-        wq = _weight(N, K, seed=N + K, per_row_gw=N in (200, 1000))
-        data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
-        bias = torch.randn(N).to(torch.bfloat16)
-        if kind:
-            assert tg.select_config(M, N, K, dev, cublas_prefill=False).kind == kind
-        xs = _acts((M, K + 64), seed=M)  # row stride K + 64
-        x = xs[:, :K]
-        ref = nvfp4.reference_linear(x.float(), wq, bias.float(), act_quant=False).float()
-        tol = dict(rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
-        out = tg.fp4_gemm(xs.cuda()[:, :K], data, scales, gw, bias=bias.cuda(), config=cfg).float().cpu()
+    dev = _need_wgmma()
+    wq = _weight(N, K, seed=N + K, per_row_gw=N in (200, 1000))
+    data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
+    bias = torch.randn(N).to(torch.bfloat16)
+    if kind:
+        assert tg.select_config(M, N, K, dev, cublas_prefill=False).kind == kind
+    xs = _acts((M, K + 64), seed=M)  # row stride K + 64
+    x = xs[:, :K]
+    ref = nvfp4.reference_linear(x.float(), wq, bias.float(), act_quant=False).float()
+    tol = dict(rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+    out = tg.fp4_gemm(xs.cuda()[:, :K], data, scales, gw, bias=bias.cuda(), config=cfg).float().cpu()
+    torch.testing.assert_close(out, ref, **tol)
+    for per_row, b in ((True, bias), (False, bias), (True, None)):  # compiled variants: with and without bias
+        ref4 = nvfp4.reference_linear(x, wq, b, per_row=per_row).float()
+        for k64 in (False, True):  # the operand in the K64 order: the kernel's PERM decode
+            q = tq.quantize_triton(x.cuda(), "mse", per_row=per_row, write_packed=False,
+                                   dequant_dtype=torch.bfloat16, perm_k64=k64)
+            out = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale,
+                              bias=None if b is None else b.cuda(), config=cfg, a_k64=k64)
+            torch.testing.assert_close(out.float().cpu(), ref4, rtol=2 ** -7, atol=1e-3 * ref4.abs().max().item())
+    # a K64 operand on another path (a fallback) is put back in order first
+    out = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, config=tg.GemmConfig(kind="dq"), a_k64=True)
+    torch.testing.assert_close(out.float().cpu(), ref4, rtol=2 ** -7, atol=1e-3 * ref4.abs().max().item())
+    if cfg is None:  # the backend hands the wgmma kernel the K64 operand where it takes the product;
+        assert tg.k64_operand(M, N, K, dev)
+        # fall back: a row stride off 16 bytes, fp16
+        xo = torch.empty(M, K + 4, dtype=torch.bfloat16, device=dev)[:, :K]
+        xo.copy_(x)
+        out = tg.fp4_gemm(xo, data, scales, gw, bias=bias.cuda()).float().cpu()
         torch.testing.assert_close(out, ref, **tol)
-        for per_row, b in ((True, bias), (False, bias), (True, None)):  # compiled variants: with and without bias
-            ref4 = nvfp4.reference_linear(x, wq, b, per_row=per_row).float()
-            for k64 in (False, True):  # the operand in the K64 order: the kernel's PERM decode
-                q = tq.quantize_triton(x.cuda(), "mse", per_row=per_row, write_packed=False,
-                                       dequant_dtype=torch.bfloat16, perm_k64=k64)
-                out = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale,
-                                  bias=None if b is None else b.cuda(), config=cfg, a_k64=k64)
-                torch.testing.assert_close(out.float().cpu(), ref4, rtol=2 ** -7, atol=1e-3 * ref4.abs().max().item())
-        # a K64 operand on another path (a fallback) is put back in order first
-        out = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, config=tg.GemmConfig(kind="dq"), a_k64=True)
-        torch.testing.assert_close(out.float().cpu(), ref4, rtol=2 ** -7, atol=1e-3 * ref4.abs().max().item())
-        if cfg is None:  # the backend hands the wgmma kernel the K64 operand where it takes the product;
-            assert tg.k64_operand(M, N, K, dev)
-            # fall back: a row stride off 16 bytes, fp16
-            xo = torch.empty(M, K + 4, dtype=torch.bfloat16, device=dev)[:, :K]
-            xo.copy_(x)
-            out = tg.fp4_gemm(xo, data, scales, gw, bias=bias.cuda()).float().cpu()
-            torch.testing.assert_close(out, ref, **tol)
-            out = tg.fp4_gemm(x.half().cuda(), data, scales, gw, bias=bias.cuda()).float().cpu()
-            torch.testing.assert_close(out, ref, **tol)
+        out = tg.fp4_gemm(x.half().cuda(), data, scales, gw, bias=bias.cuda()).float().cpu()
+        torch.testing.assert_close(out, ref, **tol)
+    assert not tg._WGMMA_FAILED, tg._WGMMA_FAILED
+
+
+@pytest.mark.gpu
+def test_wgmma_gemm_split_without_k_steps_refused_gpu():
     # a split without K steps is refused (2 K steps in 4 splits)
+    _need_wgmma()
     wq = _weight(256, 128, seed=5)
     with pytest.raises(ValueError, match="splits=4"):
         tg.fp4_gemm(_acts((64, 128), seed=1).cuda(), wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda(),
@@ -1062,8 +1090,20 @@ def test_wgmma_gemm_gpu():
     assert not tg._WGMMA_FAILED, tg._WGMMA_FAILED
 
 
+_PDL_CASES = [
+    (4096, 4096, 1, None), (1024, 14336, 1, None), (2048, 4096, 4, None), (512, 4096, 16, None),
+    (16384, 1024, 8, None), (16384, 512, 200, None), (6144, 512, 1024, None),
+    (16384, 256, 1100, None), (4096, 512, 256, None), (4096, 4096, 200, None),
+    (4096, 4096, 64, None), (6144, 1024, 20, None),
+    (2048, 4096, 2, tg.GemmConfig("gemv2", BM=2, BN=32, BK=512, split_k=2)),
+    (1024, 14336, 4, tg.GemmConfig("gemv2", BM=4, BN=16, BK=1024)),
+    (200, 128, 300, _WG), (1000, 1024, 513, _WG),
+]
+
+
 @pytest.mark.gpu
-def test_w4a4_pdl_gpu():
+@pytest.mark.parametrize("N,K,M,cfg", _PDL_CASES, ids=[_case_id(c) for c in _PDL_CASES])
+def test_w4a4_pdl_gpu(N, K, M, cfg):
     # The quantizer lets the GEMM launch early (programmatic dependent launch); the GEMM must
     # still read this call's activations. Each call quantizes new values into a freshly
     # allocated buffer (the allocator hands back the last call's memory), so a GEMM that read
@@ -1076,32 +1116,24 @@ def test_w4a4_pdl_gpu():
     # 6144 x 1024, M = 20, the last CTA of a tile adding the partials);
     # explicit gemv2 tiles; forced wgmma
     # with fewer K steps than ring stages (K = 128) and on tile edges
-    wg = tg.GemmConfig(kind="wgmma") if gwg.available(torch.device("cuda")) else None
-    for N, K, M, cfg in [(4096, 4096, 1, None), (1024, 14336, 1, None), (2048, 4096, 4, None), (512, 4096, 16, None),
-                         (16384, 1024, 8, None), (16384, 512, 200, None), (6144, 512, 1024, None),
-                         (16384, 256, 1100, None), (4096, 512, 256, None), (4096, 4096, 200, None),
-                         (4096, 4096, 64, None), (6144, 1024, 20, None),
-                         (2048, 4096, 2, tg.GemmConfig("gemv2", BM=2, BN=32, BK=512, split_k=2)),
-                         (1024, 14336, 4, tg.GemmConfig("gemv2", BM=4, BN=16, BK=1024)),
-                         (200, 128, 300, wg), (1000, 1024, 513, wg)]:
-        if cfg is None and M > 128 and wg is None:
-            continue
-        wq = _weight(N, K, seed=K + M)
-        data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
-        for i in range(4):
-            x = _acts((M, K), seed=100 * i + M).cuda()
-            outs = {}
-            for pdl in (True, False):  # PDL first: its buffer was last written with the previous x
-                # as TritonBackend launches them: the quantizer a dependent of the kernel before it,
-                # letting the GEMM launch at its start where the GEMM reads its weight ahead
-                mode = "early" if cfg is not None else tg.pdl_mode(M, N, K, torch.device("cuda"))
-                q = tq.quantize_triton(x, "mse", write_packed=False, dequant_dtype=torch.bfloat16,
-                                       launch_dependents=pdl and mode == "early", pdl_wait=pdl and mode is not None)
-                outs[pdl] = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, config=cfg, pdl=pdl)
-                del q  # free the operand now, for the next call to be handed it
-            ref = nvfp4.reference_linear(x.cpu(), wq, None, per_row=True).float()
-            assert torch.equal(outs[True], outs[False]), (N, K, M, i)
-            torch.testing.assert_close(outs[True].float().cpu(), ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
+    if (cfg is _WG or (cfg is None and M > 128)) and not gwg.available(torch.device("cuda")):
+        pytest.skip("Gluon wgmma (sm_90) not available")
+    wq = _weight(N, K, seed=K + M)
+    data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
+    for i in range(4):
+        x = _acts((M, K), seed=100 * i + M).cuda()
+        outs = {}
+        for pdl in (True, False):  # PDL first: its buffer was last written with the previous x
+            # as TritonBackend launches them: the quantizer a dependent of the kernel before it,
+            # letting the GEMM launch at its start where the GEMM reads its weight ahead
+            mode = "early" if cfg is not None else tg.pdl_mode(M, N, K, torch.device("cuda"))
+            q = tq.quantize_triton(x, "mse", write_packed=False, dequant_dtype=torch.bfloat16,
+                                   launch_dependents=pdl and mode == "early", pdl_wait=pdl and mode is not None)
+            outs[pdl] = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, config=cfg, pdl=pdl)
+            del q  # free the operand now, for the next call to be handed it
+        ref = nvfp4.reference_linear(x.cpu(), wq, None, per_row=True).float()
+        assert torch.equal(outs[True], outs[False]), (N, K, M, i)
+        torch.testing.assert_close(outs[True].float().cpu(), ref, rtol=2 ** -7, atol=1e-3 * ref.abs().max().item())
 
 
 @pytest.mark.gpu
