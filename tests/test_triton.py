@@ -1116,17 +1116,17 @@ def test_w4a4_pdl_gpu(N, K, M, cfg):
     # 6144 x 1024, M = 20, the last CTA of a tile adding the partials);
     # explicit gemv2 tiles; forced wgmma
     # with fewer K steps than ring stages (K = 128) and on tile edges
-    if (cfg is _WG or (cfg is None and M > 128)) and not gwg.available(torch.device("cuda")):
-        pytest.skip("Gluon wgmma (sm_90) not available")
+    if cfg is _WG or (cfg is None and M > 128):
+        _need_wgmma()
     wq = _weight(N, K, seed=K + M)
     data, scales, gw = wq.data.cuda(), wq.scales.cuda(), wq.global_scale.cuda()
+    # as TritonBackend launches them: the quantizer a dependent of the kernel before it,
+    # letting the GEMM launch at its start where the GEMM reads its weight ahead
+    mode = "early" if cfg is not None else tg.pdl_mode(M, N, K, torch.device("cuda"))
     for i in range(4):
         x = _acts((M, K), seed=100 * i + M).cuda()
         outs = {}
         for pdl in (True, False):  # PDL first: its buffer was last written with the previous x
-            # as TritonBackend launches them: the quantizer a dependent of the kernel before it,
-            # letting the GEMM launch at its start where the GEMM reads its weight ahead
-            mode = "early" if cfg is not None else tg.pdl_mode(M, N, K, torch.device("cuda"))
             q = tq.quantize_triton(x, "mse", write_packed=False, dequant_dtype=torch.bfloat16,
                                    launch_dependents=pdl and mode == "early", pdl_wait=pdl and mode is not None)
             outs[pdl] = tg.fp4_gemm(q.dequant, data, scales, gw, ga=q.global_scale, config=cfg, pdl=pdl)
