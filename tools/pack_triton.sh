@@ -9,7 +9,7 @@
 # Session 42 compiled every kernel specialization of tools/compile_triton.py's sm_90 sweep (40) with the packed copy
 # and with the installed one, each into an empty cache: the SASS of all 40 is identical.
 #
-#   bash tools/pack_triton.sh            # -> .carry/triton-3.7.1.tar.xz (~52 MB, xz -9e: ~5 min on 2 cores)
+#   bash tools/pack_triton.sh            # -> .carry/triton-3.7.1.tar.xz (~52 MB, xz -9e: ~3 min on 2 cores)
 #   run(command="bash benchmarks/hopper_raw/run43_triton371.sh wgmma", carry=[".carry"])   # the device tool
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
