@@ -18,7 +18,7 @@ DEST="$ROOT/.carry/triton-3.7.1.tar.xz"
 [ -d "$SRC/triton" ] || { echo "pack_triton: $SRC missing (tools/setup_env.sh installs it)" >&2; exit 1; }
 command -v strip >/dev/null || { echo "pack_triton: needs binutils' strip" >&2; exit 1; }
 TMP="$(mktemp -d)"
-trap 'rm -rf "$TMP"' EXIT
+trap 'rm -rf "$TMP" "$DEST.part"' EXIT  # a failed run leaves no partial archive
 tar -C "$(dirname "$SRC")" -cf - --exclude='triton/_C/libproton.so' --exclude='triton/backends/nvidia/lib/cupti' \
     --exclude='triton/backends/nvidia/bin/ptxas-blackwell' --exclude='__pycache__' triton-3.7.1 | tar -C "$TMP" -xf -
 strip --strip-unneeded "$TMP/triton-3.7.1/triton/_C/libtriton.so"
